@@ -648,7 +648,7 @@ static int key_channel(struct mf_ctx *c, int line, char *v)
 		if (semi)
 			*semi = '\0';
 		char *uri = trim(p);
-		enum uri_kind kind;
+		enum uri_kind kind = U_PATH;
 		uint32_t dmode;
 		if (!*uri) {
 			free_channel(&ch);
