@@ -1,0 +1,220 @@
+/*
+ * client.c - libnetpipe: the blocking client API over the broker's core.
+ */
+#include "libnetpipe.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "descriptor.h"
+#include "loader.h"
+#include "log.h"
+#include "loop.h"
+#include "pipe.h"
+
+#define API __attribute__((visibility("default")))
+#define CLOSE_LINGER_MS 30000
+
+struct netpipe {
+	struct pp_pipe *pipe;
+	int64_t timeout_ms;
+};
+
+static struct ev_loop *loop;
+static struct ld_registry reg;
+static _Thread_local char last_error[512];
+
+static void set_error(int rc, const char *fmt, const char *a, const char *b)
+{
+	snprintf(last_error, sizeof last_error, fmt, a, b);
+	errno = rc < 0 ? -rc : rc;
+}
+
+static int setup(void)
+{
+	if (loop)
+		return 0;
+	lg_set_program("libnetpipe");
+	if (!(loop = ev_new()))
+		return -errno;
+	ld_init(&reg, loop);
+	ld_add_default_dirs(&reg);
+	ld_load_all(&reg);
+	return 0;
+}
+
+static void on_pipe(void *owner, struct pp_pipe *p)
+{
+	(void)owner;
+	pp_ready(p); /* let the plugin make progress; the caller retries */
+}
+
+API netpipe_t *netpipe_open(const char *descriptor)
+{
+	char err[512];
+	struct ds_desc d;
+	int rc = setup();
+	if (rc < 0) {
+		set_error(rc, "cannot start the event loop%s%s", "", "");
+		return NULL;
+	}
+	if (!descriptor || ds_parse(descriptor, 0, &d, err, sizeof err) < 0) {
+		set_error(-EINVAL, "%s%s", descriptor ? err : "NULL descriptor", "");
+		return NULL;
+	}
+	if (!d.mode) {
+		set_error(-EINVAL, "%s: a mode is required (append :r, :w or :rw)%s", descriptor, "");
+		ds_free(&d);
+		return NULL;
+	}
+	struct ld_plugin *pl = ld_find(&reg, d.scheme);
+	if (!pl || pl->p->kind != NP_KIND_TRANSPORT) {
+		set_error(-EPROTONOSUPPORT, "unknown scheme '%s' (no such plugin in $RIFT_PLUGIN_PATH or %s)",
+		          d.scheme, RIFT_PLUGIN_DIR);
+		ds_free(&d);
+		return NULL;
+	}
+	netpipe_t *np = calloc(1, sizeof *np);
+	if (!np) {
+		ds_free(&d);
+		errno = ENOMEM;
+		return NULL;
+	}
+	np->timeout_ms = -1;
+	const struct np_plugin *p = pl->p;
+	if (p->validate && (rc = p->validate(d.address, d.mode, err, sizeof err)) < 0) {
+		set_error(rc, "%.200s: %.300s", descriptor, err);
+		goto fail;
+	}
+	rc = pp_open(pl, d.address, d.mode, d.mode == NP_RDWR ? 3 : 0, 0, descriptor,
+	             on_pipe, np, &np->pipe, err, sizeof err);
+	if (rc < 0) {
+		set_error(rc, "%.200s: %.300s", descriptor, err);
+		goto fail;
+	}
+	ds_free(&d);
+	return np;
+fail:
+	ds_free(&d);
+	free(np);
+	return NULL;
+}
+
+static int64_t deadline(const netpipe_t *np)
+{
+	return np->timeout_ms < 0 ? -1 : ev_now_ms() + np->timeout_ms;
+}
+
+/* One blocking wait on the loop, bounded by the deadline. */
+static int wait_once(int64_t until)
+{
+	int ms = 1000;
+	if (until >= 0) {
+		int64_t left = until - ev_now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (left < ms)
+			ms = (int)left;
+	}
+	int rc = ev_run_once(loop, ms);
+	return rc < 0 ? rc : 0;
+}
+
+static int64_t fail_op(netpipe_t *np, int64_t rc)
+{
+	set_error((int)rc, "%s: %s", pp_label(np->pipe), pp_error(np->pipe, (int)rc));
+	return rc;
+}
+
+API int64_t netpipe_read(netpipe_t *np, void *buf, int32_t len)
+{
+	if (!np || len < 0)
+		return -(errno = EINVAL);
+	int64_t until = deadline(np);
+	for (;;) {
+		ssize_t r = pp_read(np->pipe, buf, (size_t)len);
+		if (r >= 0)
+			return r;
+		if (r != -EAGAIN)
+			return fail_op(np, r);
+		int rc = wait_once(until);
+		if (rc < 0)
+			return fail_op(np, rc);
+	}
+}
+
+API int64_t netpipe_write(netpipe_t *np, const void *buf, int32_t len)
+{
+	if (!np || len < 0)
+		return -(errno = EINVAL);
+	int64_t until = deadline(np);
+	size_t done = 0;
+	while (done < (size_t)len) {
+		ssize_t r = pp_write(np->pipe, (const char *)buf + done, (size_t)len - done);
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		if (r != -EAGAIN && r != 0)
+			return done ? (int64_t)done : fail_op(np, r);
+		int rc = wait_once(until);
+		if (rc < 0)
+			return done ? (int64_t)done : fail_op(np, rc);
+	}
+	return (int64_t)done;
+}
+
+API int64_t netpipe_seek(netpipe_t *np, int64_t offset, int whence)
+{
+	if (!np)
+		return -(errno = EINVAL);
+	int64_t r = pp_seek(np->pipe, offset, whence);
+	return r < 0 ? fail_op(np, r) : r;
+}
+
+API int netpipe_close(netpipe_t *np)
+{
+	if (!np)
+		return -(errno = EINVAL);
+	int64_t until = ev_now_ms() + (np->timeout_ms < 0 ? CLOSE_LINGER_MS : np->timeout_ms);
+	int rc;
+	while ((rc = pp_close(np->pipe, 0)) == -EAGAIN) {
+		if (wait_once(until) < 0) {
+			pp_close(np->pipe, NP_CLOSE_ABORT);
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
+	if (rc < 0)
+		fail_op(np, rc);
+	pp_free(np->pipe);
+	free(np);
+	return rc;
+}
+
+API void netpipe_set_timeout(netpipe_t *np, int64_t ms)
+{
+	if (np)
+		np->timeout_ms = ms;
+}
+
+API const char *netpipe_error(void)
+{
+	return last_error;
+}
+
+API int netpipe_channel_fd(const char *alias)
+{
+	const char *env = getenv("RIFT_CHANNELS");
+	size_t al = alias ? strlen(alias) : 0;
+	for (const char *p = env; p && *p && al;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l > al + 1 && strncmp(p, alias, al) == 0 && p[al] == '=')
+			return atoi(p + al + 1);
+		p += l + (e ? 1 : 0);
+	}
+	return -1;
+}
