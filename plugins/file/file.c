@@ -125,6 +125,21 @@ static int open_writer_end(struct fl *f)
 	return set_err(f, -errno, "open");
 }
 
+/* /dev/stdin, /dev/stdout and /dev/stderr name the broker's own fds 0-2.
+ * When one is a regular file (a shell redirection), reopening it would
+ * truncate it and lose the shell's offset: share the fd instead, as a
+ * shell does. Returns the dup'd fd, or -1 to open the path normally. */
+static int std_regular_fd(const char *path)
+{
+	static const char *names[] = {"/dev/stdin", "/dev/stdout", "/dev/stderr"};
+	for (int i = 0; i < 3; i++) {
+		struct stat st;
+		if (strcmp(path, names[i]) == 0 && fstat(i, &st) == 0 && S_ISREG(st.st_mode))
+			return fcntl(i, F_DUPFD_CLOEXEC, 3);
+	}
+	return -1;
+}
+
 static int fl_open(struct np_pipe *p, const struct np_open_args *a)
 {
 	struct fl *f = p->state;
@@ -152,6 +167,10 @@ static int fl_open(struct np_pipe *p, const struct np_open_args *a)
 			snprintf(f->err, sizeof f->err, "%.160s: not a regular file, FIFO or character device", f->path);
 			return -EINVAL;
 		}
+	}
+	if (!f->framed && (f->fd = std_regular_fd(f->path)) >= 0) {
+		f->kind = K_REG;
+		return 0;
 	}
 	if (a->mode == NP_READ) {
 		if (f->framed && !exists) {
