@@ -207,12 +207,20 @@ static uint32_t ux_ready(struct np_pipe *p)
 {
 	struct ux *u = p->state;
 	if (u->mode == NP_READ) {
-		try_accept(u);
-		if (u->fd < 0)
-			return 0;
-		if (nf_readable(&u->r))
+		if (u->fd >= 0 && nf_readable(&u->r))
 			return NP_IN;
-		short re = poll_fd(u->fd, POLLIN);
+		/* One poll for the connection and the listener; accept only
+		 * when someone is knocking. */
+		struct pollfd pf[2] = {{u->lfd, POLLIN, 0}, {u->fd, POLLIN, 0}};
+		int n = u->fd >= 0 ? 2 : 1;
+		if (poll(pf, (nfds_t)n, 0) <= 0)
+			return 0;
+		if (pf[0].revents & POLLIN) {
+			try_accept(u);
+			if (n == 1 && u->fd >= 0)
+				return ux_ready(p); /* the writer just arrived */
+		}
+		short re = n == 2 ? pf[1].revents : 0;
 		return (re & POLLIN ? NP_IN : 0) | (re & (POLLHUP | POLLERR) ? NP_IN | NP_HUP : 0);
 	}
 	try_connect(u);
