@@ -503,8 +503,11 @@ static int check_uri(struct mf_ctx *c, int line, const char *uri,
 		} else {
 			/* No '.': ZeroVM reads the host as a node id that the
 			 * NameServer resolves (ExtractHost in manifest.c). */
-			r = num(c, line, "tcp node id", k.host, 0, 4294967295LL,
-			        "a node id 0-4294967295 or an IPv4 address", &v);
+			if (mf_parse_int(k.host, &v) < 0 || v < 0 || v > 4294967295LL)
+				r = mf_fail(c, line, "channel URI '%s': host '%s' is neither an IPv4 "
+				            "address nor a node id, expected tcp:<ipv4>:<port> or "
+				            "tcp:<node id 0-4294967295>:<port> (host names are not "
+				            "resolved)", q(uri, b, sizeof b), q(k.host, b2, sizeof b2));
 			if (r == 0 && !c->nodeid_line) {
 				c->nodeid_line = line;
 				q(uri, c->nodeid_uri, sizeof c->nodeid_uri);

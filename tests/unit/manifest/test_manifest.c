@@ -789,7 +789,9 @@ START_TEST(test_tcp_uris)
 	invalid(BASE "Channel = tcp:127.0.0.1, /dev/t, 0, 0, 1, 1, 0, 0\n", 8, "has no port");
 	invalid(BASE "Channel = tcp::5, /dev/t, 0, 0, 1, 1, 0, 0\n", 8, "has no host");
 	invalid(BASE "Channel = tcp:localhost:5, /dev/t, 0, 0, 1, 1, 0, 0\n", 8,
-	        "tcp node id 'localhost' is not a number");
+	        "host 'localhost' is neither an IPv4 address nor a node id");
+	invalid(BASE "Channel = tcp:4294967296:5, /dev/t, 0, 0, 1, 1, 0, 0\n", 8,
+	        "host '4294967296' is neither an IPv4 address nor a node id");
 	invalid(BASE "Channel = tcp:0.0.0.0:5, /dev/t, 0, 0, 1, 1, 0, 0\n", 8,
 	        "host '0.0.0.0' is not an IPv4 address");
 	invalid(BASE "Channel = tcp:1.2.3:5, /dev/t, 0, 0, 1, 1, 0, 0\n", 8,
