@@ -978,6 +978,229 @@ START_TEST(fifo_writer_after_the_reader_closed_returns_epipe_without_sigpipe)
 }
 END_TEST
 
+/* ---- every split point, over an in-memory link ---- */
+
+/* An nf_io_fn over memory. A writer appends to buf; a reader consumes
+ * buf from off. Each call takes the next limit of script, round and
+ * round: > 0 caps the bytes moved, 0 means -EAGAIN, < 0 no cap. */
+struct mem {
+	unsigned char *buf;
+	size_t len, cap, off;
+	const int *script;
+	size_t nscript, calls;
+};
+
+static long mem_limit(struct mem *m)
+{
+	if (!m->nscript)
+		return -1;
+	return m->script[m->calls++ % m->nscript];
+}
+
+static ssize_t mem_write(void *ctx, const struct iovec *iov, int n)
+{
+	struct mem *m = ctx;
+	long lim = mem_limit(m);
+	if (lim == 0)
+		return -EAGAIN;
+	size_t done = 0;
+	for (int i = 0; i < n; i++) {
+		size_t l = iov[i].iov_len;
+		if (lim > 0 && done + l > (size_t)lim)
+			l = (size_t)lim - done;
+		ck_assert_uint_le(m->len + l, m->cap);
+		memcpy(m->buf + m->len, iov[i].iov_base, l);
+		m->len += l;
+		done += l;
+	}
+	return (ssize_t)done;
+}
+
+/* At the end of buf: end-of-file, as when the writer's socket closed. */
+static ssize_t mem_read(void *ctx, const struct iovec *iov, int n)
+{
+	struct mem *m = ctx;
+	if (m->off == m->len)
+		return 0;
+	long lim = mem_limit(m);
+	if (lim == 0)
+		return -EAGAIN;
+	size_t done = 0;
+	for (int i = 0; i < n && m->off < m->len; i++) {
+		size_t l = iov[i].iov_len;
+		if (l > m->len - m->off)
+			l = m->len - m->off;
+		if (lim > 0 && done + l > (size_t)lim)
+			l = (size_t)lim - done;
+		memcpy(iov[i].iov_base, m->buf + m->off, l);
+		m->off += l;
+		done += l;
+	}
+	return (ssize_t)done;
+}
+
+#define MEM_PAYLOAD 300
+#define MEM_CAP (2 * (NF_PREAMBLE + 3 * NF_HDR + NF_DIGEST + MEM_PAYLOAD))
+
+/* Write "hello", then MEM_PAYLOAD - 5 more bytes, then END, retrying on
+ * -EAGAIN; returns the payload written into *payload. */
+static void mem_write_stream(struct mem *m, int etag, const unsigned char *payload)
+{
+	struct nf_writer w;
+	ck_assert_int_eq(nf_writer_init(&w, mem_write, m, etag), 0);
+	const size_t part[2] = {5, MEM_PAYLOAD - 5};
+	size_t off = 0;
+	for (int i = 0; i < 2; i++) {
+		ssize_t k;
+		int tries = 0;
+		while ((k = nf_write(&w, payload + off, part[i])) == -EAGAIN)
+			ck_assert_int_lt(tries++, 10);
+		ck_assert_int_eq(k, part[i]);
+		off += part[i];
+	}
+	int rc, tries = 0;
+	while ((rc = nf_end(&w)) == -EAGAIN)
+		ck_assert_int_lt(tries++, 10);
+	ck_assert_int_eq(rc, 0);
+	ck_assert(!nf_pending(&w));
+	nf_writer_free(&w);
+}
+
+START_TEST(writer_split_at_every_offset_sends_the_same_stream)
+{
+	int etag = _i;
+	unsigned char *payload = random_bytes(MEM_PAYLOAD, 40);
+	unsigned char ref[MEM_CAP], got[MEM_CAP];
+	struct mem r = {.buf = ref, .cap = sizeof ref};
+	mem_write_stream(&r, etag, payload);
+	ck_assert_uint_eq(r.len, NF_PREAMBLE + 3 * NF_HDR + MEM_PAYLOAD +
+	                  (etag ? NF_DIGEST : 0));
+	for (size_t k = 0; k <= r.len; k++) {
+		/* The link takes k bytes, then nothing, then everything,
+		 * and again. */
+		const int script[] = {(int)k, 0, -1};
+		struct mem m = {.buf = got, .cap = sizeof got, .script = script,
+		                .nscript = 3};
+		mem_write_stream(&m, etag, payload);
+		ck_assert_msg(m.len == r.len && memcmp(got, ref, r.len) == 0,
+		              "split at %zu: a different stream", k);
+	}
+	free(payload);
+}
+END_TEST
+
+/* Read the stream in m with the given read size until it ends; returns
+ * the final result; the payload goes to out, its length to *got. */
+static ssize_t mem_read_stream(struct mem *m, int etag, size_t rlen,
+                               unsigned char *out, size_t cap, size_t *got)
+{
+	struct nf_reader rd;
+	ssize_t k = 0;
+	*got = 0;
+	ck_assert_int_eq(nf_reader_init(&rd, mem_read, m, etag), 0);
+	for (int guard = 0; guard < 100000; guard++) {
+		size_t n = cap - *got < rlen ? cap - *got : rlen;
+		ck_assert_uint_gt(n, 0);
+		k = nf_read(&rd, out + *got, n);
+		if (k > 0) {
+			*got += (size_t)k;
+			continue;
+		}
+		if (k == -EAGAIN)
+			continue;   /* the memory link is always ready again */
+		break;
+	}
+	ck_assert_int_ne(k, -EAGAIN);
+	ck_assert(nf_readable(&rd));
+	/* Whatever ended the stream ends it for good. */
+	unsigned char b[8];
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(nf_read(&rd, b, sizeof b), k);
+	nf_reader_free(&rd);
+	return k;
+}
+
+START_TEST(reader_fed_in_every_chunk_size_reads_the_stream)
+{
+	int etag = _i;
+	unsigned char *payload = random_bytes(MEM_PAYLOAD, 41);
+	unsigned char ref[MEM_CAP], out[MEM_PAYLOAD + 8];
+	struct mem r = {.buf = ref, .cap = sizeof ref};
+	mem_write_stream(&r, etag, payload);
+	static const size_t rlens[] = {1, 2, 5, 64, MEM_PAYLOAD + 8};
+	for (size_t c = 1; c <= r.len; c++) {
+		for (size_t j = 0; j < NELEM(rlens); j++) {
+			/* c bytes per read of the link, with -EAGAIN between. */
+			const int script[] = {(int)c, 0};
+			struct mem m = {.buf = ref, .len = r.len, .cap = r.len,
+			                .script = script, .nscript = 2};
+			size_t got;
+			ssize_t k = mem_read_stream(&m, etag, rlens[j], out, sizeof out, &got);
+			ck_assert_msg(k == 0, "chunk %zu, read %zu: %zd", c, rlens[j], k);
+			ck_assert_uint_eq(got, MEM_PAYLOAD);
+			assert_same(payload, out, MEM_PAYLOAD);
+		}
+	}
+	free(payload);
+}
+END_TEST
+
+START_TEST(stream_cut_at_every_offset_is_reset_after_the_bytes_that_came)
+{
+	int etag = _i;
+	unsigned char *payload = random_bytes(MEM_PAYLOAD, 42);
+	unsigned char ref[MEM_CAP], out[MEM_PAYLOAD + 8];
+	struct mem r = {.buf = ref, .cap = sizeof ref};
+	mem_write_stream(&r, etag, payload);
+	/* Payload bytes in the first cut bytes of the stream. */
+	size_t first = NF_PREAMBLE + NF_HDR, second = first + 5 + NF_HDR;
+	for (size_t cut = 0; cut < r.len; cut++) {
+		size_t want = 0;
+		if (cut > first)
+			want = cut - first < 5 ? cut - first : 5;
+		if (cut > second)
+			want = 5 + (cut - second < MEM_PAYLOAD - 5 ? cut - second : MEM_PAYLOAD - 5);
+		struct mem m = {.buf = ref, .len = cut, .cap = cut};
+		size_t got;
+		ssize_t k = mem_read_stream(&m, etag, 7, out, sizeof out, &got);
+		ck_assert_msg(k == -ECONNRESET, "cut at %zu of %zu: %zd, want -ECONNRESET",
+		              cut, r.len, k);
+		ck_assert_msg(got == want, "cut at %zu: %zu bytes, want %zu", cut, got, want);
+		assert_same(payload, out, got);
+	}
+	free(payload);
+}
+END_TEST
+
+START_TEST(etag_any_flipped_bit_after_the_preamble_is_caught)
+{
+	unsigned char *payload = random_bytes(MEM_PAYLOAD, 43);
+	unsigned char ref[MEM_CAP], bad[MEM_CAP], out[MEM_CAP];
+	struct mem r = {.buf = ref, .cap = sizeof ref};
+	mem_write_stream(&r, 1, payload);
+	for (size_t i = NF_PREAMBLE; i < r.len; i++) {
+		memcpy(bad, ref, r.len);
+		bad[i] ^= (unsigned char)(1u << (i % 8));
+		struct mem m = {.buf = bad, .len = r.len, .cap = r.len};
+		size_t got;
+		ssize_t k = mem_read_stream(&m, 1, 64, out, sizeof out, &got);
+		/* A payload or digest bit: -EBADMSG. A header bit: the frame
+		 * no longer parses (-EPROTO) or the stream no longer ends
+		 * where it should (-ECONNRESET) or the digest no longer
+		 * matches. Never a clean end. */
+		ck_assert_msg(k == -EBADMSG || k == -EPROTO || k == -ECONNRESET,
+		              "bit flipped at %zu: %zd", i, k);
+		bool in_header = (i >= NF_PREAMBLE && i < NF_PREAMBLE + NF_HDR) ||
+		                 (i >= NF_PREAMBLE + NF_HDR + 5 &&
+		                  i < NF_PREAMBLE + 2 * NF_HDR + 5) ||
+		                 (i >= r.len - NF_DIGEST - NF_HDR && i < r.len - NF_DIGEST);
+		if (!in_header)
+			ck_assert_msg(k == -EBADMSG, "bit flipped at %zu: %zd", i, k);
+	}
+	free(payload);
+}
+END_TEST
+
 /* ---- nf_read and nf_readable agree ---- */
 
 /* The peer's bytes that arrive only after the reader's first read. */
@@ -1085,6 +1308,14 @@ static Suite *frame_suite(void)
 	tcase_add_loop_test(r, writer_closed_before_end_frame_is_never_eof, 0, 5);
 	tcase_add_test(r, writer_closed_with_a_frame_half_sent_gives_connreset_after_what_came);
 	suite_add_tcase(s, r);
+
+	TCase *x = tcase_create("every_offset");
+	tcase_set_timeout(x, 30);
+	tcase_add_loop_test(x, writer_split_at_every_offset_sends_the_same_stream, 0, 2);
+	tcase_add_loop_test(x, reader_fed_in_every_chunk_size_reads_the_stream, 0, 2);
+	tcase_add_loop_test(x, stream_cut_at_every_offset_is_reset_after_the_bytes_that_came, 0, 2);
+	tcase_add_test(x, etag_any_flipped_bit_after_the_preamble_is_caught);
+	suite_add_tcase(s, x);
 
 	TCase *e = tcase_create("etag");
 	tcase_add_test(e, etag_matching_digest_reads_zero_at_the_end);
