@@ -213,6 +213,47 @@ START_TEST(timer_rearm_replaces_the_callback)
 }
 END_TEST
 
+struct rearm {
+	struct ev_timer t;
+	int left;
+};
+
+static void on_rearm(void *ctx)
+{
+	struct rearm *r = ctx;
+	log_id(r->left);
+	if (--r->left > 0)
+		ev_timer_arm(loop, &r->t, ev_now_ms() + 5, on_rearm, r);
+}
+
+START_TEST(timer_rearmed_from_its_own_callback_fires_again)
+{
+	struct rearm r = {.left = 3};
+	nlogged = 0;
+	ev_timer_arm(loop, &r.t, ev_now_ms() + 5, on_rearm, &r);
+	run_until_logged(3, 5000);
+	ck_assert_int_eq(nlogged, 3);
+	ck_assert_int_eq(logged[0], 3);
+	ck_assert_int_eq(logged[2], 1);
+	ck_assert_int_eq(r.t.slot, 0);
+	ck_assert_int_eq(ev_run_once(loop, 30), 0);
+	ck_assert_int_eq(nlogged, 3);
+}
+END_TEST
+
+START_TEST(run_once_waits_no_longer_than_the_next_timer)
+{
+	struct ev_timer t = {0};
+	struct tctx c = {1, NULL};
+	nlogged = 0;
+	int64_t start = ev_now_ms();
+	ev_timer_arm(loop, &t, start + 30, on_timer, &c);
+	ck_assert_int_eq(ev_run_once(loop, 10000), 1);
+	ck_assert_int_lt(ev_now_ms() - start, 5000);
+	ck_assert_int_eq(nlogged, 1);
+}
+END_TEST
+
 /* ---- fd watches ---- */
 
 struct wctx {
@@ -594,6 +635,77 @@ START_TEST(unpost_inside_a_running_batch_drops_the_rest_of_it)
 }
 END_TEST
 
+/* Many threads post while the loop runs: every post must eventually run
+ * after it was made (no lost wake-up leaves one stuck in the queue). */
+#define STRESS_THREADS 4
+#define STRESS_POSTS 20000
+
+static atomic_int stress_posted[STRESS_THREADS];
+static int stress_seen[STRESS_THREADS];    /* loop thread only */
+
+static void on_stress(void *ctx)
+{
+	int id = (int)(intptr_t)ctx;
+	if (!pthread_equal(pthread_self(), loop_thread))
+		atomic_fetch_add(&off_thread_calls, 1);
+	stress_seen[id] = atomic_load(&stress_posted[id]);
+}
+
+static void *stress_thread(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	for (int i = 1; i <= STRESS_POSTS; i++) {
+		atomic_store(&stress_posted[id], i);
+		ev_post(loop, on_stress, (void *)(intptr_t)id);
+	}
+	return NULL;
+}
+
+static bool stress_caught_up(void)
+{
+	for (int i = 0; i < STRESS_THREADS; i++)
+		if (stress_seen[i] != STRESS_POSTS)
+			return false;
+	return true;
+}
+
+START_TEST(posts_from_many_threads_are_never_lost)
+{
+	reset_posts();
+	pthread_t th[STRESS_THREADS];
+	for (int i = 0; i < STRESS_THREADS; i++) {
+		atomic_store(&stress_posted[i], 0);
+		stress_seen[i] = 0;
+	}
+	for (int i = 0; i < STRESS_THREADS; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, stress_thread,
+		                                (void *)(intptr_t)i), 0);
+	/* Run while they post; a lost wake-up would leave the last posts
+	 * queued with nothing to wake the loop. */
+	int64_t end = ev_now_ms() + 15000;
+	int joined = 0;
+	while (ev_now_ms() < end && !(joined && stress_caught_up())) {
+		ck_assert_int_ge(ev_run_once(loop, 1000), 0);
+		if (!joined) {
+			bool all = true;
+			for (int i = 0; i < STRESS_THREADS; i++)
+				all &= atomic_load(&stress_posted[i]) == STRESS_POSTS;
+			if (all) {
+				for (int i = 0; i < STRESS_THREADS; i++)
+					pthread_join(th[i], NULL);
+				joined = 1;
+			}
+		}
+	}
+	ck_assert(joined);
+	for (int i = 0; i < STRESS_THREADS; i++)
+		ck_assert_msg(stress_seen[i] == STRESS_POSTS,
+		              "thread %d: last post %d never ran (saw %d)", i,
+		              STRESS_POSTS, stress_seen[i]);
+	ck_assert_int_eq(atomic_load(&off_thread_calls), 0);
+}
+END_TEST
+
 START_TEST(stop_is_remembered)
 {
 	ck_assert(!ev_stopped(loop));
@@ -616,6 +728,8 @@ static Suite *loop_suite(void)
 	tcase_add_test(t, timer_rearm_to_sooner_replaces_the_deadline);
 	tcase_add_test(t, timer_rearm_to_later_replaces_the_deadline);
 	tcase_add_test(t, timer_rearm_replaces_the_callback);
+	tcase_add_test(t, timer_rearmed_from_its_own_callback_fires_again);
+	tcase_add_test(t, run_once_waits_no_longer_than_the_next_timer);
 	suite_add_tcase(s, t);
 
 	TCase *w = tcase_create("watches");
@@ -639,6 +753,7 @@ static Suite *loop_suite(void)
 	tcase_add_test(p, post_from_its_own_callback_runs_on_the_next_iteration);
 	tcase_add_test(p, unpost_drops_a_queued_post);
 	tcase_add_test(p, unpost_inside_a_running_batch_drops_the_rest_of_it);
+	tcase_add_test(p, posts_from_many_threads_are_never_lost);
 	tcase_add_test(p, stop_is_remembered);
 	suite_add_tcase(s, p);
 	return s;
