@@ -35,6 +35,7 @@ struct child {
 	int closed_seen;
 	int closed_rc;
 	char error[KIT_MSG];
+	int status;               /* its wait status once reaped (pid is then 0) */
 };
 
 struct ctx {
@@ -173,7 +174,9 @@ static struct child *start_writer(struct ctx *c, const char *addr, uint64_t n,
 	}
 	snprintf(nb, sizeof nb, "%llu", ull(n));
 	snprintf(sb, sizeof sb, "%llu", ull(seed));
-	snprintf(tb, sizeof tb, "%lld", (long long)left_ms(c));
+	/* Longer than the case: the case should see a stall first and say
+	 * more about it than the child can. */
+	snprintf(tb, sizeof tb, "%lld", (long long)left_ms(c) + 10000);
 	snprintf(lb, sizeof lb, "%lld", (long long)c->o->op_limit_ms);
 	argv[a++] = "netpipe-conformance";
 	argv[a++] = "--child-writer";
@@ -219,6 +222,25 @@ static int child_end(struct ctx *c, struct child *ch)
 	int st = kit_reap(ch->pid, end - kit_now() > 0 ? end - kit_now() : 0, NULL);
 	ch->pid = 0;
 	return st;
+}
+
+/* For failure messages: whether the writer process still runs, and what
+ * it said. */
+static const char *child_state(struct child *ch)
+{
+	static char b[KIT_MSG + 64];
+	int st;
+	if (ch->pid > 0 && waitpid(ch->pid, &st, WNOHANG) == ch->pid) {
+		ch->pid = 0;
+		ch->status = st;
+	}
+	snprintf(b, sizeof b, "; the writer process %s%s%s",
+	         ch->pid > 0 ? "is still running" : "had ended: ",
+	         ch->pid > 0 ? "" : kit_status(ch->status),
+	         ch->wrote_seen ? ", after reporting all its bytes written" : "");
+	if (ch->error[0])
+		snprintf(b + strlen(b), sizeof b - strlen(b), " (it said: %s)", ch->error);
+	return b;
 }
 
 static void child_kill(struct ctx *c, struct child *ch)
@@ -377,8 +399,9 @@ static int pump_run(struct ctx *c, struct pump *pm)
 				pm->eof = 1;
 				progress = 1;
 			} else if (n != -EAGAIN) {
-				return failf(c, "read at byte %llu of %llu returned %s%s", ull(pm->got),
-				             ull(pm->total), kit_err(n), kit_why(pm->r));
+				return failf(c, "read at byte %llu of %llu returned %s%s%s",
+				             ull(pm->got), ull(pm->total), kit_err(n), kit_why(pm->r),
+				             pm->ch ? child_state(pm->ch) : "");
 			}
 		}
 		if (pm->ch) {
@@ -397,17 +420,31 @@ static int pump_run(struct ctx *c, struct pump *pm)
 		int64_t now = kit_now();
 		if (progress)
 			last = now;
-		if (now >= c->deadline)
+		if (now >= c->deadline) {
+			const char *hint = "After an op returns -EAGAIN the plugin must watch an fd, "
+			                   "arm a timer or wake() the pipe so that it is called again";
+			if (pm->w && pm->wclosed && pm->got == pm->total)
+				hint = "The writer's clean close returned 0, but the reader never got "
+				       "EOF: a clean close must deliver the end of the stream (rule 3), "
+				       "also when nothing was written or the writer had not connected "
+				       "yet (then close returns -EAGAIN until it has)";
+			else if (pm->ch && pm->ch->wrote_seen && pm->got < pm->ch->wrote)
+				hint = "The writer's write() accepted every byte, yet they did not all "
+				       "arrive while it stays open: bytes a write accepted must reach "
+				       "the reader without further writes or a close (flush what the "
+				       "plugin holds from ready() when its fd becomes writable)";
 			return failf(c, "no progress for %lld ms: wrote %llu of %llu, read %llu%s; "
-			             "writer ready()=%s, reader ready()=%s. After an op returns "
-			             "-EAGAIN the plugin must watch an fd, arm a timer or wake() the "
-			             "pipe so that the broker calls it again",
+			             "writer ready()=%s, reader ready()=%s%s. %s",
 			             (long long)(now - last), ull(pm->w ? pm->wrote : pm->total),
 			             ull(pm->total), ull(pm->got),
 			             pm->w && pm->close_writer && pm->wrote == pm->total
-			             ? " (the writer's clean close kept returning -EAGAIN)" : "",
-			             pm->w && pm->w->live ? kit_bits(kp_ready(pm->w)) : "-",
-			             pm->r->live ? kit_bits(kp_ready(pm->r)) : "-");
+			             ? (pm->wclosed ? " (the writer's clean close returned 0)"
+			                : " (the writer's clean close kept returning -EAGAIN)") : "",
+			             !pm->w ? "(another process)" : pm->w->live ?
+			             kit_bits(kp_ready(pm->w)) : "(closed)",
+			             pm->r->live ? kit_bits(kp_ready(pm->r)) : "(closed)",
+			             pm->ch ? child_state(pm->ch) : "", hint);
+		}
 		kit_poll(c->k, progress ? 0 : c->deadline - now);
 	}
 }
@@ -840,8 +877,11 @@ static int case_nonblocking_contract(struct ctx *c)
 				}
 				if (n == -EAGAIN && first && (b & NP_OUT)) {
 					rc = failf(c, "ready() on the writer returned %s, but the write "
-					           "right after it returned -EAGAIN: NP_OUT must mean a "
-					           "write would make progress now", kit_bits(b));
+					           "right after it returned -EAGAIN (at byte %llu): NP_OUT "
+					           "must mean a write would make progress now. If the "
+					           "plugin still holds part of an earlier write, flush it "
+					           "from ready() and report NP_OUT only once the write "
+					           "would accept new bytes", kit_bits(b), ull(pm.wrote));
 					goto out;
 				}
 				if (n != -EAGAIN) {
@@ -886,8 +926,10 @@ static int case_nonblocking_contract(struct ctx *c)
 				}
 				if (n == -EAGAIN && first && (b & NP_IN)) {
 					rc = failf(c, "ready() on the reader returned %s, but the read "
-					           "right after it returned -EAGAIN: NP_IN must mean a read "
-					           "returns data, EOF or an error now", kit_bits(b));
+					           "right after it returned -EAGAIN (at byte %llu): NP_IN "
+					           "must mean a read returns data, EOF or an error now (a "
+					           "partial frame header is not data: consume it in ready())",
+					           kit_bits(b), ull(pm.got));
 					goto out;
 				}
 				if (n != -EAGAIN) {
