@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ void ld_init(struct ld_registry *reg, struct ev_loop *loop)
 {
 	memset(reg, 0, sizeof *reg);
 	reg->loop = loop;
+	reg->first_default = INT_MAX;
 }
 
 int ld_add_dir(struct ld_registry *reg, const char *dir)
@@ -29,7 +31,9 @@ int ld_add_dir(struct ld_registry *reg, const char *dir)
 	if (!v)
 		return -ENOMEM;
 	reg->dirs = v;
-	if (!(v[reg->ndirs] = strdup(dir)))
+	/* Absolute, so --list-plugins and refusals name real paths. */
+	char *abs = realpath(dir, NULL);
+	if (!(v[reg->ndirs] = abs ? abs : strdup(dir)))
 		return -ENOMEM;
 	reg->ndirs++;
 	return 0;
@@ -37,6 +41,7 @@ int ld_add_dir(struct ld_registry *reg, const char *dir)
 
 void ld_add_default_dirs(struct ld_registry *reg)
 {
+	reg->first_default = reg->ndirs;
 	const char *env = getenv("RIFT_PLUGIN_PATH");
 	if (env && *env) {
 		char *copy = strdup(env), *save = NULL;
@@ -147,6 +152,15 @@ int ld_load_file(struct ld_registry *reg, const char *path)
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h)
 		return refuse(reg, path, "dlopen failed: %s", dlerror());
+	/* The same object reached twice (a directory searched twice, a
+	 * symlink): dlopen hands back the loaded copy. It is not a new
+	 * plugin, and its entry must not run again with a new host. */
+	for (int i = 0; i < reg->nplugins; i++)
+		if (reg->plugins[i]->handle == h)
+			goto seen;
+	for (struct ld_plugin *z = reg->refused_list; z; z = z->next_refused)
+		if (z->handle == h)
+			goto seen;
 	np_entry_fn entry;
 	*(void **)&entry = dlsym(h, NP_ENTRY_SYMBOL);
 	if (!entry) {
@@ -202,17 +216,22 @@ int ld_load_file(struct ld_registry *reg, const char *path)
 	}
 	struct ld_plugin **v = realloc(reg->plugins,
 	                               (size_t)(reg->nplugins + 1) * sizeof *v);
+	if (v)
+		reg->plugins = v;
 	if (!v || !(pl->path = strdup(path))) {
-		free(v == reg->plugins ? NULL : v);
-		if (v)
-			reg->plugins = v;
-		free(pl);
+		if (p->fini)
+			p->fini();
+		pl->next_refused = reg->refused_list; /* keep the host alive */
+		reg->refused_list = pl;
 		return -ENOMEM;
 	}
-	reg->plugins = v;
 	v[reg->nplugins++] = pl;
 	lg_log(LG_DEBUG, "plugin %s: loaded '%s' %s", path, p->name, p->version);
 	return 0;
+seen:
+	dlclose(h);
+	lg_log(LG_DEBUG, "plugin %s: already loaded", path);
+	return -EEXIST;
 }
 
 static int has_so_suffix(const char *n)
@@ -226,12 +245,12 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Collect dir/<x>.so and dir/<sub>/<x>.so, sorted for a stable order. */
-static void scan_dir(const char *dir, int depth, char ***out, int *n)
+/* Collect dir/<x>.so and dir/<sub>/<x>.so. 0 or -errno. */
+static int scan_dir(const char *dir, int depth, char ***out, int *n)
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return;
+		return -errno;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.')
@@ -254,6 +273,7 @@ static void scan_dir(const char *dir, int depth, char ***out, int *n)
 		}
 	}
 	closedir(d);
+	return 0;
 }
 
 int ld_load_all(struct ld_registry *reg)
@@ -262,8 +282,11 @@ int ld_load_all(struct ld_registry *reg)
 	for (int i = 0; i < reg->ndirs; i++) {
 		char **files = NULL;
 		int n = 0;
-		scan_dir(reg->dirs[i], 0, &files, &n);
-		qsort(files, (size_t)n, sizeof *files, cmp_str);
+		int rc = scan_dir(reg->dirs[i], 0, &files, &n);
+		if (rc < 0 && i < reg->first_default)
+			lg_log(LG_WARN, "plugin directory %s: %s", reg->dirs[i], strerror(-rc));
+		if (n > 1) /* sorted, for a stable order */
+			qsort(files, (size_t)n, sizeof *files, cmp_str);
 		for (int j = 0; j < n; j++) {
 			if (ld_load_file(reg, files[j]) == 0)
 				loaded++;

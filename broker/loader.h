@@ -37,6 +37,7 @@ struct ld_registry {
 	int ndirs;
 	int refused;                 /* how many files were refused */
 	struct ld_plugin *refused_list;
+	int first_default;           /* dirs from here on are the defaults */
 };
 
 void ld_init(struct ld_registry *reg, struct ev_loop *loop);

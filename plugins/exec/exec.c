@@ -195,6 +195,7 @@ static void close_fd(struct ex *x, struct relay *r)
 }
 
 static void maybe_exit(struct ex *x);
+static void free_relays(struct ex *x);
 
 /* End a channel once: cleanly, unless the program was killed. */
 static void finish(struct ex *x, struct relay *r)
@@ -313,6 +314,7 @@ static void maybe_exit(struct ex *x)
 		finish(x, r);
 	}
 	x->exited_reported = true;
+	free_relays(x); /* no event reaches the run after exit() */
 	x->rh->exit(x->run, x->status);
 }
 
