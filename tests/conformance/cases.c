@@ -620,7 +620,6 @@ static int case_eof_repeats(struct ctx *c)
 		idle(c, 100);
 		if (eof_again(c, r, 3) || close_reader(c, r))
 			return -1;
-		free(addr);
 	}
 	return 0;
 }
@@ -782,7 +781,6 @@ static int killed_run(struct ctx *c, int midstream)
 out:
 	pump_free(&pm);
 	child_kill(c, ch);
-	free(addr);
 	return rc;
 }
 
@@ -830,7 +828,6 @@ static int case_bulk_no_loss(struct ctx *c)
 	}
 	pump_free(&pm);
 	child_kill(c, ch);
-	free(addr);
 	return rc;
 }
 
@@ -859,8 +856,8 @@ static int case_nonblocking_contract(struct ctx *c)
 		if (w->fresh && pm.wrote < pm.total) {
 			uint32_t b = w->rdy;
 			w->fresh = 0;
-			for (int first = 1; (b & (NP_OUT | NP_ERR | NP_HUP)) && pm.wrote < pm.total;
-			     first = 0) {
+			int first = 1;
+			while ((b & (NP_OUT | NP_ERR | NP_HUP)) && pm.wrote < pm.total) {
 				if (pm.wrote == pm.coff + pm.clen) {
 					pm.coff = pm.wrote;
 					pm.clen = kit_vary(&pm.wrng, pm.wmax);
@@ -873,6 +870,7 @@ static int case_nonblocking_contract(struct ctx *c)
 				if (n > 0) {
 					pm.wrote += (uint64_t)n;
 					acted = 1;
+					first = 0;
 					continue;
 				}
 				if (n == -EAGAIN && first && (b & NP_OUT)) {
@@ -889,7 +887,11 @@ static int case_nonblocking_contract(struct ctx *c)
 					           kit_err(n), kit_why(w));
 					goto out;
 				}
-				break;
+				/* -EAGAIN after some progress: ask ready() at once; what
+				 * it promises now must hold too. */
+				if (first || !((b = w->rdy = kp_ready(w)) & NP_OUT))
+					break;
+				first = 1;
 			}
 		}
 		if (pm.wrote == pm.total && !closed && (!close_tried || w->fresh)) {
@@ -907,12 +909,14 @@ static int case_nonblocking_contract(struct ctx *c)
 		if (r->fresh && !pm.eof) {
 			uint32_t b = r->rdy;
 			r->fresh = 0;
-			for (int first = 1; b & (NP_IN | NP_HUP | NP_ERR); first = 0) {
+			int first = 1;
+			while (b & (NP_IN | NP_HUP | NP_ERR)) {
 				ssize_t n = kp_read(r, pm.rbuf, pump_rlen(&pm));
 				if (n > 0) {
 					if ((rc = pump_take(c, &pm, (size_t)n)))
 						goto out;
 					acted = 1;
+					first = 0;
 					continue;
 				}
 				if (n == 0 && pm.got == pm.total) {
@@ -937,7 +941,9 @@ static int case_nonblocking_contract(struct ctx *c)
 					           kit_err(n), kit_why(r));
 					goto out;
 				}
-				break;
+				if (first || !((b = r->rdy = kp_ready(r)) & NP_IN))
+					break;
+				first = 1;
 			}
 		}
 		int64_t now = kit_now();
@@ -968,7 +974,6 @@ static int case_nonblocking_contract(struct ctx *c)
 	      (double)c->k->slowest_op_us / 1000.0, (long long)c->o->op_limit_ms);
 out:
 	pump_free(&pm);
-	free(addr);
 	return rc;
 }
 
@@ -987,7 +992,6 @@ static int case_etag_clean_eof(struct ctx *c)
 		struct kp *w = r ? open_pipe(c, "writer", NP_WRITE, addr, 1) : NULL;
 		if (!w || clean_stream(c, w, r, 9, empty ? 0 : 1 * MiB) || close_reader(c, r))
 			return -1;
-		free(addr);
 	}
 	return 0;
 }

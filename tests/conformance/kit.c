@@ -377,8 +377,20 @@ void kit_unload(struct kit *k)
 		kp_abort(k->pipes[i]);
 	if (k->pl && k->pl->fini)
 		k->pl->fini();
-	/* The plugin stays loaded, as in the broker (its threads may linger);
-	 * the pipes stay allocated in case one of them still calls wake(). */
+	/* After fini no plugin thread may call wake() any more. */
+	for (int i = 0; i < k->npipes; i++) {
+		free(k->pipes[i]->np.state);
+		free(k->pipes[i]);
+	}
+	k->npipes = 0;
+	for (int i = 0; i < k->naddrs; i++)
+		free(k->addrs[i]);
+	k->naddrs = 0;
+	if (k->ep >= 0)
+		close(k->ep);
+	if (k->evfd >= 0)
+		close(k->evfd);
+	k->ep = k->evfd = -1;
 	if (own_tmp[0]) {
 		nftw(own_tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 		own_tmp[0] = '\0';
@@ -437,6 +449,8 @@ char *kit_address(struct kit *k)
 		}
 	}
 	out[n] = '\0';
+	if (k->naddrs < (int)(sizeof k->addrs / sizeof k->addrs[0]))
+		k->addrs[k->naddrs++] = out;
 	return out;
 }
 

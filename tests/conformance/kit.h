@@ -84,6 +84,8 @@ struct kit {
 	int64_t slowest_op_us;
 	char slowest_op[64];
 	unsigned next_n;
+	char *addrs[32];        /* what kit_address returned, freed at unload */
+	int naddrs;
 	int64_t start_ms;
 };
 
@@ -93,11 +95,12 @@ int64_t kit_now(void);
 /* Load the plugin and check its header (magic, versions, sizes, required
  * ops), then call init. 0, or -1 with the reason in err. */
 int kit_load(struct kit *k, struct kit_opts *o, char *err, size_t errlen);
-/* Close every live pipe (abort), call fini, release the loop. */
+/* Close every live pipe (abort), call fini, free the pipes and addresses,
+ * release the loop. The plugin itself stays loaded, as in the broker. */
 void kit_unload(struct kit *k);
 
 /* Expand the template: {n} a fresh number, {port} a free loopback TCP port,
- * {tmp} the temporary directory. Returns a malloc'd string. */
+ * {tmp} the temporary directory. The string lives until kit_unload. */
 char *kit_address(struct kit *k);
 
 /* Record a violation (first one wins) or a warning. */

@@ -9,14 +9,16 @@
  *
  * Why framing on a stream socket: when a writer is killed, the kernel closes
  * its socket exactly as a clean close() would, so the reader could not tell
- * a finished stream from a broken one (rule 5). So the writer sends frames,
- * each a 4-byte little-endian header and a body:
+ * a finished stream from a broken one (rule 5). So the writer frames the
+ * stream, in the format every Rift stream transport speaks (docs/
+ * semantics.md, "the framing"; all integers little-endian):
  *
- *     header < 0x80000000     a data frame of `header` bytes (1..MAX_FRAME)
- *     header = 0x80000000|n   end of stream; n bytes follow: 0, or the
- *                             32-byte BLAKE2b digest of the stream (etag)
+ *     preamble  "RFT1", u32 flags (bit 0: END will carry a digest)
+ *     DATA      u32 header 0 << 28 | n, then n bytes (here n <= MAX_FRAME)
+ *     END       u32 header 1 << 28 | d, then d bytes: 0, or the 32-byte
+ *               BLAKE2b digest of every DATA byte (when etag is set)
  *
- * A socket that ends without the end-of-stream frame is -ECONNRESET.
+ * A socket that ends without END is -ECONNRESET, never EOF.
  *
  * Everything is non-blocking: an op that cannot progress returns -EAGAIN
  * after arranging to be called again (host->watch_fd for a socket, or
@@ -38,7 +40,8 @@
 #include "netpipe.h"
 
 #define MAX_FRAME (64 * 1024)
-#define EOS_BIT   0x80000000u
+#define TYPE_DATA 0u
+#define TYPE_END  1u
 #define DIGEST    32
 #define RETRY_MS  20
 
@@ -54,12 +57,14 @@ struct sp {
 	 * for any basic type, libsodium's state wants 64 bytes */
 	unsigned char hbuf[sizeof(crypto_generichash_state) + 63];
 
-	/* writer: one frame in flight */
-	int eos_queued;
+	/* writer: the preamble or one frame in flight */
+	int end_queued;
 	size_t out_len, out_off;
 	uint8_t out[4 + MAX_FRAME];
 
 	/* reader */
+	uint8_t pre[8];
+	size_t pre_got;
 	uint8_t hdr[4];
 	size_t hdr_got;
 	size_t left;              /* body bytes of the current data frame */
@@ -126,6 +131,14 @@ static int sp_validate(const char *address, uint32_t mode, char *err, size_t err
 	return parse(address, mode, &sun, err, errlen);
 }
 
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
 /* The writer: one connection attempt. No reader yet is not an error:
  * try again in RETRY_MS (rule 7). */
 static void try_connect(struct np_pipe *pipe)
@@ -138,6 +151,9 @@ static void try_connect(struct np_pipe *pipe)
 	}
 	if (connect(fd, (struct sockaddr *)&s->sun, sizeof s->sun) == 0) {
 		s->fd = fd;
+		memcpy(s->out, "RFT1", 4); /* the preamble goes first */
+		put_u32(s->out + 4, s->etag ? 1 : 0);
+		s->out_len = 8;
 		return;
 	}
 	int e = errno;
@@ -212,14 +228,6 @@ static int flush(struct np_pipe *pipe)
 	return 0;
 }
 
-static void put_header(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
 static ssize_t sp_write(struct np_pipe *pipe, const void *buf, size_t len)
 {
 	struct sp *s = pipe->state;
@@ -233,7 +241,7 @@ static ssize_t sp_write(struct np_pipe *pipe, const void *buf, size_t len)
 	size_t n = len < MAX_FRAME ? len : MAX_FRAME;
 	if (n == 0)
 		return 0;
-	put_header(s->out, (uint32_t)n);
+	put_u32(s->out, TYPE_DATA << 28 | (uint32_t)n);
 	memcpy(s->out + 4, buf, n);
 	s->out_len = 4 + n;
 	if (s->etag)
@@ -242,60 +250,59 @@ static ssize_t sp_write(struct np_pipe *pipe, const void *buf, size_t len)
 	return rc == 0 || rc == -EAGAIN ? (ssize_t)n : rc; /* taken: it is in flight */
 }
 
-/* The reader: consume frame headers and the end-of-stream frame as far as
- * the socket allows, but no data bytes: those are for read(). */
+/* The reader: consume the preamble, frame headers and END as far as the
+ * socket allows, but no DATA bytes: those are for read(). */
 static void advance(struct np_pipe *pipe)
 {
 	struct sp *s = pipe->state;
 	while (s->fd >= 0 && !s->err && !s->eof && s->left == 0) {
-		uint32_t h = 0, dlen = 0;
-		uint8_t *dst = s->hdr + s->hdr_got;
-		size_t want = 4 - s->hdr_got;
-		if (want == 0) {
-			h = s->hdr[0] | s->hdr[1] << 8 | s->hdr[2] << 16 | (uint32_t)s->hdr[3] << 24;
-			if (!(h & EOS_BIT)) {
-				if (h == 0 || h > MAX_FRAME) {
-					fail(pipe, -EIO, "bad frame header 0x%08x", h);
-					return;
-				}
-				s->left = h;
+		uint8_t *dst;
+		size_t want, *got;
+		if (s->pre_got < sizeof s->pre) {
+			dst = s->pre + s->pre_got, want = sizeof s->pre - s->pre_got, got = &s->pre_got;
+		} else if (s->hdr_got < sizeof s->hdr) {
+			dst = s->hdr + s->hdr_got, want = sizeof s->hdr - s->hdr_got, got = &s->hdr_got;
+		} else {
+			uint32_t h = s->hdr[0] | s->hdr[1] << 8 | s->hdr[2] << 16 |
+			             (uint32_t)s->hdr[3] << 24;
+			uint32_t type = h >> 28, n = h & 0x0fffffffu;
+			if (type == TYPE_DATA && n >= 1 && n <= 256 * 1024) {
+				s->left = n;
 				s->hdr_got = 0;
 				return;
 			}
-			dlen = h & ~EOS_BIT;
-			if (dlen != 0 && dlen != DIGEST) {
-				fail(pipe, -EIO, "bad end-of-stream frame 0x%08x", h);
+			if (type != TYPE_END || (n != 0 && n != DIGEST)) {
+				fail(pipe, -EPROTO, "bad frame header 0x%08x", h);
 				return;
 			}
-			dst = s->dig + s->dig_got;
-			want = dlen - s->dig_got;
-		}
-		if (want > 0) {
-			ssize_t n = recv(s->fd, dst, want, MSG_DONTWAIT);
-			if (n == 0)
-				fail(pipe, -ECONNRESET, "the writer went away without ending the stream");
-			else if (n < 0 && errno != EAGAIN)
-				fail(pipe, -errno, "recv: %s", strerror(errno));
-			if (n <= 0)
-				return;
-			if (h & EOS_BIT)
-				s->dig_got += (size_t)n;
-			else
-				s->hdr_got += (size_t)n;
-			continue;
-		}
-		/* The whole end-of-stream frame is here. */
-		if (s->etag) {
-			uint8_t d[DIGEST];
-			crypto_generichash_final(hstate(s), d, sizeof d);
-			if (dlen != DIGEST || sodium_memcmp(d, s->dig, DIGEST) != 0) {
-				fail(pipe, -EBADMSG, dlen ? "the stream's digest does not match" :
-				     "the writer sent no digest (is etag set on both ends?)");
+			if (s->dig_got < n) {
+				dst = s->dig + s->dig_got, want = n - s->dig_got, got = &s->dig_got;
+			} else {
+				/* The whole END is here. */
+				if (s->etag) {
+					uint8_t d[DIGEST];
+					crypto_generichash_final(hstate(s), d, sizeof d);
+					if (n != DIGEST || sodium_memcmp(d, s->dig, DIGEST) != 0) {
+						fail(pipe, -EBADMSG, n ? "the stream's digest does not "
+						     "match" : "the writer sent no digest");
+						return;
+					}
+				}
+				s->eof = 1;
+				watch(pipe, 0);
 				return;
 			}
 		}
-		s->eof = 1;
-		watch(pipe, 0);
+		ssize_t r = recv(s->fd, dst, want, MSG_DONTWAIT);
+		if (r == 0)
+			fail(pipe, -ECONNRESET, "the writer went away without ending the stream");
+		else if (r < 0 && errno != EAGAIN)
+			fail(pipe, -errno, "recv: %s", strerror(errno));
+		if (r <= 0)
+			return;
+		*got += (size_t)r;
+		if (got == &s->pre_got && s->pre_got == sizeof s->pre && memcmp(s->pre, "RFT1", 4))
+			fail(pipe, -EPROTO, "the writer does not speak Rift framing");
 	}
 }
 
@@ -358,13 +365,13 @@ static int sp_close(struct np_pipe *pipe, uint32_t flags)
 		if (s->fd < 0 && !s->err)
 			return -EAGAIN;
 		rc = flush(pipe);
-		if (rc == 0 && !s->eos_queued) {
+		if (rc == 0 && !s->end_queued) {
 			uint32_t dlen = s->etag ? DIGEST : 0;
-			put_header(s->out, EOS_BIT | dlen);
+			put_u32(s->out, TYPE_END << 28 | dlen);
 			if (dlen)
 				crypto_generichash_final(hstate(s), s->out + 4, DIGEST);
 			s->out_len = 4 + dlen;
-			s->eos_queued = 1;
+			s->end_queued = 1;
 			rc = flush(pipe);
 		}
 		if (rc == -EAGAIN)
