@@ -1,0 +1,498 @@
+/*
+ * test_brokers.c - real broker processes moving real bytes.
+ *
+ * Each test case is one behaviour a user relies on, named for it; meson
+ * runs each case as a test of its own (tests/integration/meson.build).
+ * The manifests come from templates/ (harness.h, it_manifest); the
+ * programs are /bin/sh, coreutils and the helpers in this folder.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "stream.h"
+
+#define MiB (1024 * 1024)
+
+/* Netpipe:unix:<test dir>/<name> */
+static const char *unix_pipe(const char *name)
+{
+	return it_fmt("Netpipe:unix:%s", it_path(name));
+}
+
+/* True when the file holds exactly the first bytes of it-stream SEED. */
+static bool is_stream_prefix(const char *name, uint64_t seed, size_t *len)
+{
+	size_t n;
+	const unsigned char *got = (const unsigned char *)it_read_file(name, &n);
+	struct it_stream s;
+	unsigned char want[65536];
+	it_stream_init(&s, seed);
+	*len = n;
+	for (size_t off = 0; off < n; off += sizeof want) {
+		size_t k = n - off < sizeof want ? n - off : sizeof want;
+		it_stream_fill(&s, want, k);
+		if (memcmp(got + off, want, k) != 0)
+			return false;
+	}
+	return true;
+}
+
+static bool all_zero(const char *name, size_t *len)
+{
+	const char *d = it_read_file(name, len);
+	for (size_t i = 0; i < *len; i++)
+		if (d[i])
+			return false;
+	return true;
+}
+
+static bool has_line(void *name)
+{
+	return strchr(it_read_file(name, NULL), '\n') != NULL;
+}
+
+/* The program's pid, written by `echo $$ > FILE` before it exec'd. */
+static pid_t pid_in(const char *name)
+{
+	ck_assert_msg(it_poll_until(has_line, (void *)name, IT_POLL_MS),
+	              "the program never wrote its pid to %s", name);
+	return (pid_t)atoi(it_read_file(name, NULL));
+}
+
+/* The program is gone: not running, not a zombie left to us. */
+static bool process_gone(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+START_TEST(two_brokers_move_a_file_over_unix)
+{
+	const char *in = it_random_file("input.bin", 8 * MiB);
+	const char *np = unix_pipe("pipe.sock");
+	/* The writer's program leaves a mark once the broker has opened its
+	 * channels and started it: from then on it is waiting for a reader. */
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, "PROGRAM",
+	                             it_fmt("exec:/bin/sh -c 'touch %s; exec cat'",
+	                                    it_path("writer-started")),
+	                             NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	ck_assert_msg(it_wait_exists("writer-started", IT_POLL_MS),
+	              "the writer broker never started its program; its stderr:\n%s", it_log(w));
+	ck_assert_msg(it_running(w) && !it_exists("pipe.sock"),
+	              "with no reader yet, the writer must wait (running %d, socket %d); stderr:\n%s",
+	              it_running(w), it_exists("pipe.sock"), it_log(w));
+
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in),
+	              "the reader's output (%lld bytes) differs from the 8 MiB input",
+	              (long long)it_file_size("reader.output"));
+	ck_assert_msg(!it_exists("pipe.sock"), "the reader left its socket file behind");
+}
+END_TEST
+
+START_TEST(etag_stream_passes)
+{
+	const char *in = it_random_file("input.bin", 3 * MiB + 17);
+	const char *np = unix_pipe("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, "ETAG", "1", NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "ETAG", "1", NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in), "the etag'd stream arrived changed");
+}
+END_TEST
+
+START_TEST(etag_reader_rejects_a_stream_without_digest)
+{
+	const char *in = it_random_file("input.bin", 100000);
+	const char *np = unix_pipe("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "ETAG", "1", NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	it_assert_exit(w, 0);
+	it_assert_exit(r, 3);
+	it_assert_log(r, "channel /dev/stdin");
+	it_assert_log(r, "digest");
+}
+END_TEST
+
+START_TEST(killed_writer_broker_is_not_eof)
+{
+	const char *np = unix_pipe("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "PROGRAM", it_fmt("exec:%s 42", it_helper("it-stream")),
+	                             NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	ck_assert_msg(it_wait_file_size("reader.output", 256 * 1024, IT_POLL_MS),
+	              "the reader got only %lld bytes; writer stderr:\n%s\nreader stderr:\n%s",
+	              (long long)it_file_size("reader.output"), it_log(w), it_log(r));
+	it_kill(w, SIGKILL);
+	it_assert_exit(w, -SIGKILL);
+	it_assert_exit(r, 3);
+	it_assert_log(r, "channel /dev/stdin");
+	it_assert_log(r, "without closing");
+	size_t len;
+	ck_assert_msg(is_stream_prefix("reader.output", 42, &len),
+	              "the reader's %zu bytes are not a prefix of the stream", len);
+	ck_assert_uint_ge(len, 256 * 1024);
+}
+END_TEST
+
+START_TEST(killed_program_aborts_channel)
+{
+	const char *np = unix_pipe("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "PROGRAM",
+	                             "exec:/bin/sh -c 'head -c 100000 /dev/zero; kill -9 $$'",
+	                             NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	it_assert_exit(w, 128 + SIGKILL);
+	it_assert_log(w, "signal 9");
+	it_assert_exit(r, 3);
+	it_assert_log(r, "channel /dev/stdin");
+	size_t len;
+	ck_assert_msg(all_zero("reader.output", &len) && len <= 100000,
+	              "the reader's output is not a prefix of what the program wrote (%zu bytes)",
+	              len);
+}
+END_TEST
+
+START_TEST(program_status_is_exit_status)
+{
+	const char *m = it_manifest("run.manifest", "run", "PROGRAM", "exec:/bin/sh -c 'exit 7'",
+	                            NULL);
+	it_assert_exit(it_broker("broker", m, NULL), 7);
+}
+END_TEST
+
+START_TEST(write_quota_returns_edquot_program_keeps_running)
+{
+	const char *m = it_manifest("run.manifest", "run", "PUT_SIZE", "1000", "PROGRAM",
+	                            "exec:/bin/sh -c 'head -c 100000 /dev/zero; echo done >&2'",
+	                            NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 0);
+	ck_assert_int_eq(it_file_size("run.output"), 1000);
+	ck_assert_msg(strstr(it_read_file("run.errors", NULL), "done\n") != NULL,
+	              "the program did not keep running past the quota; its stderr channel:\n%s",
+	              it_read_file("run.errors", NULL));
+	it_assert_log(b, "quota");
+	it_assert_log(b, "EDQUOT");
+	it_assert_log(b, "/dev/stdout");
+}
+END_TEST
+
+START_TEST(read_quota)
+{
+	const char *in = it_random_file("input.bin", 100000);
+	const char *m = it_manifest("run.manifest", "run", "INPUT", in, "GET_SIZE", "1000",
+	                            "PROGRAM", "exec:wc -c", NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 0);
+	ck_assert_str_eq(it_read_file("run.output", NULL), "1000\n");
+	it_assert_log(b, "quota");
+}
+END_TEST
+
+START_TEST(timeout_is_enforced)
+{
+	const char *m = it_manifest("run.manifest", "run", "TIMEOUT", "1", "PROGRAM",
+	                            it_fmt("exec:/bin/sh -c 'echo $$ > %s; exec sleep 30'",
+	                                   it_path("pid")),
+	                            NULL);
+	int64_t t0 = it_now_ms();
+	struct it_proc *b = it_broker("broker", m, NULL);
+	ck_assert_int_eq(it_wait(b, 5000), 124);
+	int64_t took = it_now_ms() - t0;
+	ck_assert_msg(took >= 900, "stopped after %lld ms, before the 1 s Timeout", (long long)took);
+	it_assert_log(b, "Timeout");
+	pid_t pid = pid_in("pid");
+	ck_assert_msg(process_gone(pid), "the program (pid %d) outlived its broker's Timeout",
+	              (int)pid);
+}
+END_TEST
+
+START_TEST(sigterm_stops_the_program_and_exits_143)
+{
+	const char *m = it_manifest("run.manifest", "run", "PROGRAM",
+	                            it_fmt("exec:/bin/sh -c 'echo $$ > %s; exec sleep 30'",
+	                                   it_path("pid")),
+	                            NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	pid_t pid = pid_in("pid");
+	it_kill(b, SIGTERM);
+	it_assert_exit(b, 128 + SIGTERM);
+	ck_assert_msg(process_gone(pid), "the program (pid %d) outlived its broker", (int)pid);
+}
+END_TEST
+
+START_TEST(missing_program)
+{
+	const char *m = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                            unix_pipe("pipe.sock"), "PROGRAM", "exec:/nonexistent", NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 2);
+	it_assert_log(b, "/nonexistent");
+	ck_assert_msg(!it_exists("pipe.sock"), "the broker bound a socket before failing");
+	ck_assert_msg(!it_exists("reader.output"), "the broker created its output before failing");
+}
+END_TEST
+
+START_TEST(unknown_scheme)
+{
+	const char *m = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                            "Netpipe:nosuch:x", NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 2);
+	it_assert_log(b, it_fmt("%s:%d:", m, it_line_of(m, "Netpipe:nosuch")));
+	it_assert_log(b, "'nosuch'");
+	ck_assert_msg(!it_exists("reader.output"), "the broker opened a channel before failing");
+}
+END_TEST
+
+START_TEST(bad_manifest_line)
+{
+	const char *m = it_manifest("run.manifest", "run", "EXTRA",
+	                            "Channel = /tmp/x, /dev/in/x, 0, 0, 1, 2", NULL);
+	const char *where = it_fmt("%s:%d:", m, it_line_of(m, "/dev/in/x"));
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 2);
+	it_assert_log(b, where);
+	ck_assert_msg(!it_exists("run.output"), "the broker opened a channel before failing");
+	struct it_proc *c = it_broker("broker --check", m, "--check", NULL);
+	it_assert_exit(c, 2);
+	it_assert_log(c, where);
+}
+END_TEST
+
+START_TEST(check_validates_without_opening)
+{
+	const char *m = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                            unix_pipe("pipe.sock"), NULL);
+	struct it_proc *c = it_broker("broker --check", m, "--check", NULL);
+	it_assert_exit(c, 0);
+	ck_assert_msg(strstr(it_stdout(c), "ok") != NULL, "--check said:\n%s", it_stdout(c));
+	ck_assert_msg(!it_exists("pipe.sock"), "--check bound the reader's socket");
+	ck_assert_msg(!it_exists("reader.output"), "--check created the output file");
+}
+END_TEST
+
+/* The writer broker must fail, naming the channel, and never die of
+ * SIGPIPE (nor pass a 141 on from a program that did). */
+static void assert_writer_failed_cleanly(struct it_proc *w)
+{
+	int code = it_wait(w, IT_RUN_MS);
+	ck_assert_msg(code > 0 && code != 128 + SIGPIPE,
+	              "writer broker: %s %d, expected a failure status; its stderr:\n%s",
+	              code < 0 ? "killed by signal" : "exit status", code < 0 ? -code : code,
+	              it_log(w));
+	it_assert_log(w, "channel /dev/stdout");
+	it_assert_log(w, "reader went away");
+}
+
+/* A reader whose program stops reading after the first bytes: they
+ * prove the writer is connected, so the reader leaves mid-stream. (A
+ * reader that leaves before the writer connects is not "gone" to the
+ * writer: it waits for a reader to appear, as it should.) */
+#define EARLY_QUIT "exec:/bin/sh -c 'head -c 1000 >/dev/null'"
+
+START_TEST(reader_gone_writer_fails)
+{
+	const char *in = it_random_file("input.bin", 50 * MiB);
+	const char *np = unix_pipe("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "PROGRAM", EARLY_QUIT, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	assert_writer_failed_cleanly(w);
+}
+END_TEST
+
+START_TEST(reader_gone_fails_the_channel_even_when_program_succeeds)
+{
+	const char *np = unix_pipe("pipe.sock");
+	/* The program shrugs off its EPIPE and exits 0: the broker still
+	 * reports the channel that failed, with 3. */
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "PROGRAM",
+	                             it_fmt("exec:/bin/sh -c '%s 5 || true'", it_helper("it-stream")),
+	                             NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "PROGRAM", EARLY_QUIT, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 3);
+	it_assert_log(w, "channel /dev/stdout");
+}
+END_TEST
+
+START_TEST(reader_quota_ends_the_writer)
+{
+	const char *in = it_random_file("input.bin", 50 * MiB);
+	const char *np = unix_pipe("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "GET_SIZE", "1000", NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_log(r, "quota");
+	size_t n;
+	const char *got = it_read_file("reader.output", &n);
+	ck_assert_uint_eq(n, 1000);
+	ck_assert_msg(memcmp(got, it_read_file(in, NULL), n) == 0,
+	              "the 1000 bytes the reader got are not the start of the input");
+	assert_writer_failed_cleanly(w);
+}
+END_TEST
+
+START_TEST(sigpipe_never_kills_broker_on_a_fifo)
+{
+	/* A raw FIFO is not a socket: no MSG_NOSIGNAL there. */
+	it_mkfifo("fifo");
+	const char *m = it_manifest("writer.manifest", "run", "OUTPUT", it_path("fifo"),
+	                            "PROGRAM", it_fmt("exec:%s 9", it_helper("it-stream")), NULL);
+	struct it_proc *w = it_broker("writer broker", m, NULL);
+	int fd = open(it_path("fifo"), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "open the FIFO: %s", strerror(errno));
+	struct pollfd pf = {fd, POLLIN, 0};
+	ck_assert_msg(poll(&pf, 1, IT_POLL_MS) == 1 && (pf.revents & POLLIN),
+	              "nothing came through the FIFO; writer stderr:\n%s", it_log(w));
+	unsigned char got[4096], want[4096];
+	ssize_t n = read(fd, got, sizeof got);
+	ck_assert_int_gt(n, 0);
+	struct it_stream s;
+	it_stream_init(&s, 9);
+	it_stream_fill(&s, want, (size_t)n);
+	ck_assert_msg(memcmp(got, want, (size_t)n) == 0, "the FIFO's first bytes are wrong");
+	close(fd); /* the reader goes away mid-stream */
+	int code = it_wait(w, IT_RUN_MS);
+	ck_assert_msg(code > 0 && code != 128 + SIGPIPE,
+	              "writer broker: %s %d; its stderr:\n%s",
+	              code < 0 ? "killed by signal" : "exit status", code < 0 ? -code : code,
+	              it_log(w));
+	it_assert_log(w, "channel /dev/stdout");
+}
+END_TEST
+
+START_TEST(two_channels_fan_in)
+{
+	const char *a = it_random_file("a.bin", 1 * MiB + 3);
+	const char *b = it_random_file("b.bin", 2 * MiB + 5);
+	const char *npa = unix_pipe("a.sock"), *npb = unix_pipe("b.sock");
+	const char *fm = it_manifest(
+		"fan.manifest", "run", "PROGRAM",
+		it_fmt("exec:%s /dev/in/a /dev/in/b", it_helper("chan-cat")), "EXTRA",
+		it_fmt("%s\n%s", it_in(npa, "/dev/in/a"), it_in(npb, "/dev/in/b")), NULL);
+	const char *wa = it_manifest("writer-a.manifest", "netpipe-writer", "NETPIPE", npa,
+	                             "INPUT", a, NULL);
+	const char *wb = it_manifest("writer-b.manifest", "netpipe-writer", "NETPIPE", npb,
+	                             "INPUT", b, NULL);
+	struct it_proc *pa = it_broker("writer broker a", wa, NULL);
+	struct it_proc *pb = it_broker("writer broker b", wb, NULL);
+	struct it_proc *f = it_broker("fan-in broker", fm, NULL);
+	it_assert_exit(f, 0);
+	it_assert_exit(pa, 0);
+	it_assert_exit(pb, 0);
+	size_t la, lb, lo;
+	const char *da = it_read_file(a, &la), *db = it_read_file(b, &lb);
+	const char *out = it_read_file("fan.output", &lo);
+	ck_assert_msg(lo == la + lb && memcmp(out, da, la) == 0 && memcmp(out + la, db, lb) == 0,
+	              "fan-in output (%zu bytes) is not stream a (%zu) then stream b (%zu);"
+	              " program stderr:\n%s", lo, la, lb, it_read_file("fan.errors", NULL));
+}
+END_TEST
+
+START_TEST(two_channels_fan_in_from_the_shell)
+{
+	it_write_file("a.txt", "stream a\n", 9);
+	it_write_file("b.txt", "stream b\n", 9);
+	const char *npa = unix_pipe("a.sock"), *npb = unix_pipe("b.sock");
+	const char *fm = it_manifest(
+		"fan.manifest", "run", "PROGRAM",
+		"exec:/bin/sh -c 'cat <&3; cat <&4; echo \"$RIFT_CHANNELS\"'", "EXTRA",
+		it_fmt("%s\n%s", it_in(npa, "/dev/in/a"), it_in(npb, "/dev/in/b")), NULL);
+	const char *wa = it_manifest("writer-a.manifest", "netpipe-writer", "NETPIPE", npa,
+	                             "INPUT", it_path("a.txt"), NULL);
+	const char *wb = it_manifest("writer-b.manifest", "netpipe-writer", "NETPIPE", npb,
+	                             "INPUT", it_path("b.txt"), NULL);
+	struct it_proc *f = it_broker("fan-in broker", fm, NULL);
+	struct it_proc *pb = it_broker("writer broker b", wb, NULL);
+	struct it_proc *pa = it_broker("writer broker a", wa, NULL);
+	it_assert_exit(f, 0);
+	it_assert_exit(pa, 0);
+	it_assert_exit(pb, 0);
+	ck_assert_str_eq(it_read_file("fan.output", NULL),
+	                 "stream a\nstream b\n/dev/in/a=3,/dev/in/b=4\n");
+}
+END_TEST
+
+struct it_case {
+	const char *name;
+	const TTest *test;
+};
+
+#define CASE(t) {#t, t}
+
+int main(void)
+{
+	const struct it_case cases[] = {
+		CASE(two_brokers_move_a_file_over_unix),
+		CASE(etag_stream_passes),
+		CASE(etag_reader_rejects_a_stream_without_digest),
+		CASE(killed_writer_broker_is_not_eof),
+		CASE(killed_program_aborts_channel),
+		CASE(program_status_is_exit_status),
+		CASE(write_quota_returns_edquot_program_keeps_running),
+		CASE(read_quota),
+		CASE(timeout_is_enforced),
+		CASE(sigterm_stops_the_program_and_exits_143),
+		CASE(missing_program),
+		CASE(unknown_scheme),
+		CASE(bad_manifest_line),
+		CASE(check_validates_without_opening),
+		CASE(reader_gone_writer_fails),
+		CASE(reader_gone_fails_the_channel_even_when_program_succeeds),
+		CASE(reader_quota_ends_the_writer),
+		CASE(sigpipe_never_kills_broker_on_a_fifo),
+		CASE(two_channels_fan_in),
+		CASE(two_channels_fan_in_from_the_shell),
+	};
+	Suite *s = suite_create("brokers");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		TCase *tc = tcase_create(cases[i].name);
+		tcase_add_checked_fixture(tc, it_setup, it_teardown);
+		tcase_set_timeout(tc, 60);
+		tcase_add_test(tc, cases[i].test);
+		suite_add_tcase(s, tc);
+	}
+	return it_run(s);
+}
