@@ -862,6 +862,14 @@ START_TEST(test_netpipe_descriptor_errors_are_reported_with_the_uri)
 }
 END_TEST
 
+START_TEST(test_descriptor_options_with_equals_survive_the_key_split)
+{
+	valid(BASE "Channel = Netpipe:zmq:tcp://127.0.0.1:5555?hwm=10&linger=0:w, /dev/o, 0, 0, "
+	      "0, 0, 1, 1\n");
+	ck_assert_str_eq(chan("/dev/o")->uris[0], "Netpipe:zmq:tcp://127.0.0.1:5555?hwm=10&linger=0:w");
+}
+END_TEST
+
 START_TEST(test_netpipe_read_write_with_sequential_type_is_allowed)
 {
 	/* The r/w-needs-random-type rule is ZeroVM's rule for files only. */
@@ -1105,6 +1113,7 @@ static Suite *manifest_suite(void)
 	tcase_add_test(t, test_netpipe_mode_matching_limits_is_accepted);
 	tcase_add_test(t, test_netpipe_mode_contradicting_limits_names_both);
 	tcase_add_test(t, test_netpipe_descriptor_errors_are_reported_with_the_uri);
+	tcase_add_test(t, test_descriptor_options_with_equals_survive_the_key_split);
 	tcase_add_test(t, test_netpipe_read_write_with_sequential_type_is_allowed);
 	tcase_add_test(t, test_v2_uris);
 	tcase_add_test(t, test_channel_count_limit);
