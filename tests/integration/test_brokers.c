@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -455,6 +456,215 @@ START_TEST(two_channels_fan_in_from_the_shell)
 }
 END_TEST
 
+START_TEST(std_channel_shares_the_brokers_stderr_file)
+{
+	/* Channel = /dev/stderr, /dev/stderr while the broker's stderr is a
+	 * file: the program's lines and the broker's own must both be there. */
+	const char *m = it_manifest("run.manifest", "run", "ERRORS", "/dev/stderr", "PUT_SIZE",
+	                            "1000", "PROGRAM",
+	                            "exec:/bin/sh -c 'echo from-the-program >&2; "
+	                            "head -c 5000 /dev/zero; echo after-the-quota >&2'",
+	                            NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 0);
+	it_assert_log(b, "from-the-program\n");
+	it_assert_log(b, "after-the-quota\n");
+	it_assert_log(b, "quota of 1000 bytes");
+}
+END_TEST
+
+START_TEST(char_device_input)
+{
+	/* Channel = /dev/zero, /dev/stdin: a character device as input. */
+	const char *m = it_manifest("run.manifest", "run", "INPUT", "/dev/zero", "PROGRAM",
+	                            "exec:head -c 5000", NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 0);
+	size_t len;
+	ck_assert_msg(all_zero("run.output", &len) && len == 5000,
+	              "expected 5000 zero bytes, got %zu", len);
+}
+END_TEST
+
+/* One transport, two broker pairs: the file moves, and a killed writer
+ * broker is a reset, not an end. */
+static void move_a_file(const char *np)
+{
+	const char *in = it_random_file("input.bin", 8 * MiB + 1);
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, "ETAG", "1", NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "ETAG", "1", NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in),
+	              "the reader's output (%lld bytes) differs from the input",
+	              (long long)it_file_size("reader.output"));
+}
+
+START_TEST(two_brokers_move_a_file_over_a_framed_fifo)
+{
+	move_a_file(it_fmt("Netpipe:file:%s?framed=1", it_path("pipe.fifo")));
+	ck_assert_msg(!it_exists("pipe.fifo"), "the reader left its FIFO behind");
+}
+END_TEST
+
+START_TEST(killed_writer_broker_over_a_framed_fifo_is_not_eof)
+{
+	const char *np = it_fmt("Netpipe:file:%s?framed=1", it_path("pipe.fifo"));
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "PROGRAM", it_fmt("exec:%s 43", it_helper("it-stream")),
+	                             NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	ck_assert_msg(it_wait_file_size("reader.output", 256 * 1024, IT_POLL_MS),
+	              "the reader got only %lld bytes; writer stderr:\n%s\nreader stderr:\n%s",
+	              (long long)it_file_size("reader.output"), it_log(w), it_log(r));
+	it_kill(w, SIGKILL);
+	it_assert_exit(w, -SIGKILL);
+	it_assert_exit(r, 3);
+	it_assert_log(r, "channel /dev/stdin");
+	it_assert_log(r, "without closing");
+	size_t len;
+	ck_assert_msg(is_stream_prefix("reader.output", 43, &len),
+	              "the reader's %zu bytes are not a prefix of the stream", len);
+}
+END_TEST
+
+/* Open the FIFO's writing end once its reader is there, and close it:
+ * the reader sees its end. */
+static bool release(void *arg)
+{
+	int fd = open(it_path(arg), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+START_TEST(second_writer_is_turned_away)
+{
+	/* Writer A connects, sends its file and stays connected until the
+	 * test releases it; writer B arrives in the meantime. */
+	const char *a = it_random_file("a.bin", 100000);
+	const char *b = it_random_file("b.bin", 4 * MiB);
+	const char *np = unix_pipe("pipe.sock");
+	it_mkfifo("hold");
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	const char *wa = it_manifest("writer-a.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", a, "PROGRAM",
+	                             it_fmt("exec:/bin/sh -c 'cat; cat %s'", it_path("hold")),
+	                             NULL);
+	const char *wb = it_manifest("writer-b.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", b, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *pa = it_broker("writer broker a", wa, NULL);
+	ck_assert_msg(it_wait_file_size("reader.output", 100000, IT_POLL_MS),
+	              "writer a's bytes never arrived; its stderr:\n%s", it_log(pa));
+	struct it_proc *pb = it_broker("writer broker b", wb, NULL);
+	int code = it_wait(pb, IT_RUN_MS);
+	ck_assert_msg(code > 0 && code != 128 + SIGPIPE,
+	              "writer broker b: %s %d, expected a failure status; its stderr:\n%s",
+	              code < 0 ? "killed by signal" : "exit status", code < 0 ? -code : code,
+	              it_log(pb));
+	it_assert_log(pb, "channel /dev/stdout");
+	ck_assert_msg(it_poll_until(release, (void *)"hold", IT_POLL_MS),
+	              "writer a's program never waited on the hold FIFO");
+	it_assert_exit(pa, 0);
+	it_assert_exit(r, 0);
+	ck_assert_msg(it_files_equal("reader.output", a),
+	              "the reader got %lld bytes, not exactly writer a's 100000",
+	              (long long)it_file_size("reader.output"));
+}
+END_TEST
+
+START_TEST(relative_program_path_is_from_the_manifest_dir)
+{
+	it_write_file("hello.sh", "#!/bin/sh\necho hello from the manifest dir\n", 43);
+	ck_assert_int_eq(chmod(it_path("hello.sh"), 0755), 0);
+	const char *m = it_manifest("run.manifest", "run", "PROGRAM", "exec:./hello.sh", NULL);
+	struct it_proc *b = it_broker("broker", m, NULL); /* our cwd is elsewhere */
+	it_assert_exit(b, 0);
+	ck_assert_str_eq(it_read_file("run.output", NULL), "hello from the manifest dir\n");
+}
+END_TEST
+
+/* The demo's writer: Channel = /dev/stdin, /dev/stdin reads the broker's
+ * own stdin, here a file or a pipe. */
+static const char *stdin_writer(void)
+{
+	return it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", unix_pipe("pipe.sock"),
+	                   "INPUT", "/dev/stdin", "ETAG", "1", NULL);
+}
+
+START_TEST(brokers_stdin_file_as_a_channel)
+{
+	const char *in = it_random_file("input.bin", 2 * MiB);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                             unix_pipe("pipe.sock"), "ETAG", "1", NULL);
+	it_next_stdin_file("input.bin");
+	struct it_proc *w = it_broker("writer broker", stdin_writer(), NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in), "the broker's stdin arrived changed");
+}
+END_TEST
+
+START_TEST(brokers_stdin_pipe_as_a_channel)
+{
+	static const char text[] = "through a shell pipe into the broker\n";
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	/* Fits in the pipe's buffer: written before the broker runs. */
+	ck_assert_int_eq(write(p[1], text, sizeof text - 1), (ssize_t)sizeof text - 1);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                             unix_pipe("pipe.sock"), "ETAG", "1", NULL);
+	it_next_stdin(p[0]);
+	struct it_proc *w = it_broker("writer broker", stdin_writer(), NULL);
+	close(p[0]);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	ck_assert_msg(it_wait_file_size("reader.output", sizeof text - 1, IT_POLL_MS),
+	              "the pipe's bytes never arrived; writer stderr:\n%s", it_log(w));
+	close(p[1]); /* end of the broker's stdin */
+	it_assert_exit(w, 0);
+	it_assert_exit(r, 0);
+	ck_assert_str_eq(it_read_file("reader.output", NULL), text);
+}
+END_TEST
+
+START_TEST(brokers_stdin_dev_null_as_a_channel)
+{
+	/* A broker run from cron, CI or a service manager: stdin is
+	 * /dev/null, which reads as an empty stream. */
+	const char *m = it_manifest("run.manifest", "run", "INPUT", "/dev/stdin", NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 0);
+	ck_assert_int_eq(it_file_size("run.output"), 0);
+}
+END_TEST
+
+START_TEST(plugin_dir_given_twice_loads_once)
+{
+	/* -P DIR with RIFT_PLUGIN_PATH=DIR (a user who exported it): the same
+	 * plugins, found twice, are one set, not a set and three refusals. */
+	char *argv[] = {getenv("BROKER"), "--list-plugins", "-P", getenv("RIFT_PLUGINS"), NULL};
+	setenv("RIFT_PLUGIN_PATH", getenv("RIFT_PLUGINS"), 1);
+	struct it_proc *b = it_spawn("broker --list-plugins", argv);
+	it_assert_exit(b, 0);
+	ck_assert_msg(strstr(it_log(b), "refused") == NULL,
+	              "the same plugin directory twice made the broker refuse plugins:\n%s",
+	              it_log(b));
+	const char *list = it_stdout(b);
+	const char *unix_line = strstr(list, "\nunix ");
+	ck_assert_msg(unix_line && !strstr(unix_line + 1, "\nunix "),
+	              "the unix plugin should be listed once:\n%s", list);
+}
+END_TEST
+
 struct it_case {
 	const char *name;
 	const TTest *test;
@@ -485,6 +695,16 @@ int main(void)
 		CASE(sigpipe_never_kills_broker_on_a_fifo),
 		CASE(two_channels_fan_in),
 		CASE(two_channels_fan_in_from_the_shell),
+		CASE(std_channel_shares_the_brokers_stderr_file),
+		CASE(char_device_input),
+		CASE(plugin_dir_given_twice_loads_once),
+		CASE(two_brokers_move_a_file_over_a_framed_fifo),
+		CASE(killed_writer_broker_over_a_framed_fifo_is_not_eof),
+		CASE(second_writer_is_turned_away),
+		CASE(relative_program_path_is_from_the_manifest_dir),
+		CASE(brokers_stdin_file_as_a_channel),
+		CASE(brokers_stdin_pipe_as_a_channel),
+		CASE(brokers_stdin_dev_null_as_a_channel),
 	};
 	Suite *s = suite_create("brokers");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
