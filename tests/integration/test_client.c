@@ -1,0 +1,149 @@
+/*
+ * test_client.c - libnetpipe from plain C programs: the blocking client
+ * API moving real files between processes, alone and with a broker, and
+ * its error reporting. The copies run in np-copy (a helper in this
+ * folder) so each end is a process of its own, as in real use.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "libnetpipe.h"
+
+#define MiB (1024 * 1024)
+
+static struct it_proc *np_copy(const char *name, const char *dir, const char *desc,
+                               const char *file)
+{
+	char *argv[] = {(char *)it_helper("np-copy"), (char *)dir, (char *)desc,
+	                (char *)file, NULL};
+	return it_spawn(name, argv);
+}
+
+/* Writer first (it must wait for the reader), then the reader. */
+static void copy_through(const char *wdesc, const char *rdesc)
+{
+	const char *in = it_random_file("input.bin", 16 * MiB);
+	struct it_proc *w = np_copy("writer", "write", wdesc, in);
+	struct it_proc *r = np_copy("reader", "read", rdesc, it_path("output.bin"));
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("output.bin", in), "the copy (%lld bytes) differs from the 16 MiB input",
+	              (long long)it_file_size("output.bin"));
+}
+
+START_TEST(client_library_copies_a_file)
+{
+	const char *sock = it_path("pipe.sock");
+	copy_through(it_fmt("Netpipe:unix:%s:w", sock), it_fmt("Netpipe:unix:%s:r", sock));
+	ck_assert_msg(!it_exists("pipe.sock"), "the reader left its socket file behind");
+}
+END_TEST
+
+START_TEST(client_library_copies_a_file_over_a_framed_fifo)
+{
+	const char *fifo = it_path("pipe.fifo");
+	copy_through(it_fmt("Netpipe:file:%s?framed=1:w", fifo),
+	             it_fmt("Netpipe:file:%s?framed=1:r", fifo));
+	ck_assert_msg(!it_exists("pipe.fifo"), "the reader left its FIFO behind");
+}
+END_TEST
+
+START_TEST(client_reader_sees_reset_when_writer_is_killed)
+{
+	const char *sock = it_path("pipe.sock");
+	struct it_proc *r = np_copy("reader", "read", it_fmt("Netpipe:unix:%s:r", sock),
+	                            it_path("output.bin"));
+	struct it_proc *w = np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock),
+	                            "/dev/zero");
+	ck_assert_msg(it_wait_file_size("output.bin", MiB, IT_POLL_MS),
+	              "the reader got only %lld bytes; writer stderr:\n%s",
+	              (long long)it_file_size("output.bin"), it_log(w));
+	it_kill(w, SIGKILL);
+	it_assert_exit(w, -SIGKILL);
+	it_assert_exit(r, 3); /* np-copy: netpipe_read failed with ECONNRESET */
+	it_assert_log(r, "without closing");
+}
+END_TEST
+
+START_TEST(client_reads_what_a_broker_writes)
+{
+	const char *in = it_random_file("input.bin", 4 * MiB);
+	const char *sock = it_path("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE",
+	                             it_fmt("Netpipe:unix:%s", sock), "INPUT", in, "ETAG", "1",
+	                             NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	struct it_proc *r = np_copy("reader", "read", it_fmt("Netpipe:unix:%s:r", sock),
+	                            it_path("output.bin"));
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("output.bin", in), "the client read something else");
+}
+END_TEST
+
+START_TEST(broker_reads_what_a_client_writes)
+{
+	const char *in = it_random_file("input.bin", 4 * MiB);
+	const char *sock = it_path("pipe.sock");
+	struct it_proc *w = np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock), in);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                             it_fmt("Netpipe:unix:%s", sock), NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in), "the broker read something else");
+}
+END_TEST
+
+START_TEST(client_library_errors)
+{
+	errno = 0;
+	ck_assert_ptr_null(netpipe_open("Netpipe:nosuch:x:r"));
+	ck_assert_int_eq(errno, EPROTONOSUPPORT);
+	ck_assert_msg(strstr(netpipe_error(), "nosuch") != NULL,
+	              "netpipe_error() does not name the scheme: \"%s\"", netpipe_error());
+
+	errno = 0;
+	ck_assert_ptr_null(netpipe_open(it_fmt("Netpipe:unix:%s", it_path("s.sock"))));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_msg(strstr(netpipe_error(), "mode") != NULL,
+	              "netpipe_error() does not say the mode is missing: \"%s\"", netpipe_error());
+	ck_assert_msg(!it_exists("s.sock"), "a failed open bound a socket");
+
+	errno = 0;
+	ck_assert_ptr_null(netpipe_open(NULL));
+	ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
+struct it_case {
+	const char *name;
+	const TTest *test;
+};
+
+#define CASE(t) {#t, t}
+
+int main(void)
+{
+	const struct it_case cases[] = {
+		CASE(client_library_copies_a_file),
+		CASE(client_library_copies_a_file_over_a_framed_fifo),
+		CASE(client_reader_sees_reset_when_writer_is_killed),
+		CASE(client_reads_what_a_broker_writes),
+		CASE(broker_reads_what_a_client_writes),
+		CASE(client_library_errors),
+	};
+	Suite *s = suite_create("client");
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		TCase *tc = tcase_create(cases[i].name);
+		tcase_add_checked_fixture(tc, it_setup, it_teardown);
+		tcase_set_timeout(tc, 60);
+		tcase_add_test(tc, cases[i].test);
+		suite_add_tcase(s, tc);
+	}
+	return it_run(s);
+}
