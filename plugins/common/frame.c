@@ -346,7 +346,11 @@ ssize_t nf_read(struct nf_reader *r, void *outv, size_t len)
 	size_t copied = 0;
 	if (len == 0)
 		return 0;
-	for (int rounds = 0; rounds < 2; rounds++) {
+	/* Return -EAGAIN only when the link said so: bytes read into our
+	 * buffer must be parsed now, or no event would ever bring them out.
+	 * Every round reads new bytes, and whole frames yield payload, so
+	 * the bound is never reached by a well-formed stream. */
+	for (int rounds = 0; rounds < 64; rounds++) {
 		copied += parse(r, out + copied, len - copied);
 		if (copied)
 			return (ssize_t)copied;
@@ -392,5 +396,5 @@ ssize_t nf_read(struct nf_reader *r, void *outv, size_t len)
 		if (copied)
 			return (ssize_t)copied;
 	}
-	return -EAGAIN;
+	return fail(r, -EPROTO, "the peer sends frames without payload");
 }

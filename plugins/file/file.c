@@ -39,6 +39,8 @@ struct fl {
 	int fd;
 	int kind;
 	bool framed, created, append, watching_out;
+	bool always_ready;       /* regular file, or a device epoll refuses */
+	bool write_waits;        /* the last write returned -EAGAIN */
 	int eof;                 /* raw stream reader: 1 at EOF */
 	int64_t retry_ms;
 	char path[4096];
@@ -113,9 +115,15 @@ static int open_writer_end(struct fl *f)
 	int fd = open(f->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd >= 0) {
 		f->fd = fd;
-		/* Blocking writes would stall the loop; the reader's end
-		 * decides nothing about ours. */
-		return host->watch_fd(f->pipe, fd, 0);
+		/* Probe that epoll takes it (/dev/null does not), then watch
+		 * nothing until a write waits. */
+		int rc = host->watch_fd(f->pipe, fd, NP_OUT);
+		if (rc == -EPERM)
+			f->always_ready = true;
+		else if (rc < 0)
+			return set_err(f, rc, "watch");
+		host->watch_fd(f->pipe, fd, 0);
+		return 0;
 	}
 	if (errno == ENXIO || (errno == ENOENT && f->framed)) {
 		host->set_timer(f->pipe, f->retry_ms);
@@ -184,7 +192,14 @@ static int fl_open(struct np_pipe *p, const struct np_open_args *a)
 		f->fd = fd;
 		if (f->framed && (rc = nf_reader_init(&f->r, fifo_io, f, (int)a->etag)) < 0)
 			return rc;
-		return f->kind == K_REG ? 0 : host->watch_fd(p, fd, NP_IN);
+		if (f->kind == K_REG)
+			return 0;
+		rc = host->watch_fd(p, fd, NP_IN);
+		if (rc == -EPERM) { /* /dev/zero and friends: always readable */
+			f->always_ready = true;
+			return 0;
+		}
+		return rc < 0 ? set_err(f, rc, "watch") : 0;
 	}
 	if (f->kind != K_REG) {
 		if (f->framed)
@@ -204,6 +219,14 @@ static int fl_open(struct np_pipe *p, const struct np_open_args *a)
 	return 0;
 }
 
+static void want_out(struct fl *f, bool on)
+{
+	if (f->kind != K_REG && !f->always_ready && f->fd >= 0 && on != f->watching_out) {
+		host->watch_fd(f->pipe, f->fd, on ? NP_OUT : 0);
+		f->watching_out = on;
+	}
+}
+
 static uint32_t fl_ready(struct np_pipe *p)
 {
 	struct fl *f = p->state;
@@ -216,6 +239,18 @@ static uint32_t fl_ready(struct np_pipe *p)
 			return NP_ERR;
 		if (open_writer_end(f) < 0)
 			return f->err[0] ? NP_ERR | NP_OUT : 0;
+	}
+	if (f->always_ready)
+		return in | out;
+	if (out && f->framed && nf_pending(&f->w)) {
+		/* Bytes a write accepted must go out without another write. */
+		int rc = nf_flush(&f->w);
+		if (rc < 0 && rc != -EAGAIN)
+			return NP_ERR | NP_OUT;
+		/* Keep the NP_OUT watch while a write waits. */
+		want_out(f, f->write_waits || nf_pending(&f->w));
+		if (nf_pending(&f->w))
+			return 0;
 	}
 	if (in && (f->eof || (f->framed && nf_readable(&f->r))))
 		return NP_IN;
@@ -276,13 +311,8 @@ static ssize_t fl_write(struct np_pipe *p, const void *buf, size_t len)
 		struct iovec v = {(void *)buf, len};
 		r = nf_fd_writev(f->fd, false, &v, 1);
 	}
-	if (f->kind != K_REG) {
-		bool on = r == -EAGAIN || (f->framed && nf_pending(&f->w));
-		if (on != f->watching_out) {
-			host->watch_fd(p, f->fd, on ? NP_OUT : 0);
-			f->watching_out = on;
-		}
-	}
+	f->write_waits = r == -EAGAIN;
+	want_out(f, f->write_waits || (f->framed && nf_pending(&f->w)));
 	if (r == -EPIPE)
 		snprintf(f->err, sizeof f->err, "%.160s: the reader went away", f->path);
 	return r;
@@ -324,13 +354,23 @@ static int fl_truncate(struct np_pipe *p, int64_t len)
 static int fl_close(struct np_pipe *p, uint32_t flags)
 {
 	struct fl *f = p->state;
-	if (!(flags & NP_CLOSE_ABORT) && f->framed && (f->mode & NP_WRITE) && f->fd >= 0) {
-		int rc = nf_end(&f->w);
-		if (rc == -EAGAIN) {
-			if (!f->watching_out)
-				host->watch_fd(p, f->fd, NP_OUT);
-			f->watching_out = true;
-			return -EAGAIN;
+	int result = 0;
+	if (!(flags & NP_CLOSE_ABORT) && f->mode == NP_WRITE && f->kind != K_REG) {
+		/* A clean close delivers EOF even when nothing was written:
+		 * wait for a reader to open the FIFO, like a write would. */
+		if (f->fd < 0) {
+			int rc = open_writer_end(f);
+			if (rc == -EAGAIN)
+				return -EAGAIN;
+			result = rc;
+		}
+		if (f->fd >= 0 && f->framed) {
+			int rc = nf_end(&f->w);
+			if (rc == -EAGAIN) {
+				want_out(f, true);
+				return -EAGAIN;
+			}
+			result = rc;
 		}
 	}
 	if (f->fd >= 0) {
@@ -344,7 +384,7 @@ static int fl_close(struct np_pipe *p, uint32_t flags)
 	host->set_timer(p, -1);
 	nf_writer_free(&f->w);
 	nf_reader_free(&f->r);
-	return 0;
+	return result;
 }
 
 static const char *fl_last_error(struct np_pipe *p)

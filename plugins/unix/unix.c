@@ -36,6 +36,7 @@ struct ux {
 	int fd;                 /* the connection */
 	bool bound;             /* we created the socket file */
 	bool watching_out;
+	bool write_waits;       /* the last write returned -EAGAIN */
 	int gave_up;            /* writer: -errno once it stopped trying */
 	int64_t retry_ms;
 	int64_t deadline;       /* writer: connect_timeout, or -1 */
@@ -197,6 +198,14 @@ static void try_accept(struct ux *u)
 	}
 }
 
+static void want_out(struct ux *u, bool on)
+{
+	if (u->watching_out != on && u->fd >= 0) {
+		host->watch_fd(u->pipe, u->fd, on ? NP_OUT : 0);
+		u->watching_out = on;
+	}
+}
+
 static short poll_fd(int fd, short events)
 {
 	struct pollfd pf = {fd, events, 0};
@@ -228,6 +237,17 @@ static uint32_t ux_ready(struct np_pipe *p)
 		return NP_ERR | NP_OUT;
 	if (u->fd < 0)
 		return 0;
+	if (nf_pending(&u->w)) {
+		/* Bytes a write accepted must go out without another write. */
+		int rc = nf_flush(&u->w);
+		if (rc < 0 && rc != -EAGAIN)
+			return NP_ERR | NP_OUT; /* the next write reports it */
+		/* Keep the NP_OUT watch while a write waits, or the writer
+		 * would never hear that the link drained. */
+		want_out(u, u->write_waits || nf_pending(&u->w));
+		if (nf_pending(&u->w))
+			return 0;
+	}
 	short re = poll_fd(u->fd, POLLOUT);
 	return (re & POLLOUT ? NP_OUT : 0) | (re & (POLLHUP | POLLERR) ? NP_OUT | NP_ERR : 0);
 }
@@ -250,14 +270,6 @@ static ssize_t ux_read(struct np_pipe *p, void *buf, size_t len)
 	return r;
 }
 
-static void want_out(struct ux *u, bool on)
-{
-	if (u->watching_out != on && u->fd >= 0) {
-		host->watch_fd(u->pipe, u->fd, on ? NP_OUT : 0);
-		u->watching_out = on;
-	}
-}
-
 static ssize_t ux_write(struct np_pipe *p, const void *buf, size_t len)
 {
 	struct ux *u = p->state;
@@ -271,7 +283,8 @@ static ssize_t ux_write(struct np_pipe *p, const void *buf, size_t len)
 			return -EAGAIN;
 	}
 	ssize_t r = nf_write(&u->w, buf, len);
-	want_out(u, r == -EAGAIN || nf_pending(&u->w));
+	u->write_waits = r == -EAGAIN;
+	want_out(u, u->write_waits || nf_pending(&u->w));
 	if (r == -EPIPE)
 		snprintf(u->err, sizeof u->err, "%s: the reader went away", u->sa.sun_path);
 	return r;
@@ -280,12 +293,19 @@ static ssize_t ux_write(struct np_pipe *p, const void *buf, size_t len)
 static int ux_close(struct np_pipe *p, uint32_t flags)
 {
 	struct ux *u = p->state;
-	if (!(flags & NP_CLOSE_ABORT) && u->mode == NP_WRITE && u->fd >= 0) {
-		int rc = nf_end(&u->w);
+	int result = 0;
+	if (!(flags & NP_CLOSE_ABORT) && u->mode == NP_WRITE) {
+		/* A clean close delivers EOF even when nothing was written: wait
+		 * for the reader like a write would. */
+		try_connect(u);
+		if (u->fd < 0 && !u->gave_up)
+			return -EAGAIN;
+		int rc = u->fd >= 0 ? nf_end(&u->w) : u->gave_up;
 		if (rc == -EAGAIN) {
 			want_out(u, true);
 			return -EAGAIN;
 		}
+		result = rc;
 	}
 	if (u->fd >= 0) {
 		host->watch_fd(p, u->fd, 0);
@@ -301,7 +321,7 @@ static int ux_close(struct np_pipe *p, uint32_t flags)
 	host->set_timer(p, -1);
 	nf_writer_free(&u->w);
 	nf_reader_free(&u->r);
-	return 0;
+	return result;
 }
 
 static const char *ux_last_error(struct np_pipe *p)
