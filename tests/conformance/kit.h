@@ -186,6 +186,8 @@ extern const int kit_ncases;
 #define KIT_FAIL 1
 #define KIT_SKIP 3
 
+/* How long a case may take: --timeout-ms, more for bulk_no_loss. */
+int64_t kit_case_budget_ms(const struct kit_case *kc, const struct kit_opts *o);
 /* Run one case in this process and print its line. Returns KIT_*. */
 int kit_run_case(const struct kit_case *kc, struct kit_opts *o);
 /* The --child-writer process: write n bytes of the stream for seed to

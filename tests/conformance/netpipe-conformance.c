@@ -148,7 +148,8 @@ static int run_one(const struct kit_case *kc, struct kit_opts *o, unsigned n_bas
 	running_case = pid;
 	int timed_out;
 	/* The case bounds its own waits; this catches an op that blocks. */
-	int st = kit_reap(pid, o->timeout_ms + 10000, &timed_out);
+	int64_t budget = kit_case_budget_ms(kc, o) + 10000;
+	int st = kit_reap(pid, budget, &timed_out);
 	kill(-pid, SIGKILL); /* whatever it left behind in its group */
 	running_case = 0;
 	fflush(stdout);
@@ -159,7 +160,7 @@ static int run_one(const struct kit_case *kc, struct kit_opts *o, unsigned n_bas
 	if (timed_out) {
 		printf("FAIL %s: did not finish within %lld ms: an op blocked, or a wait in the "
 		       "case never ended (rerun with --case %s --verbose)\n", kc->name,
-		       (long long)o->timeout_ms + 10000, kc->name);
+		       (long long)budget, kc->name);
 		return KIT_FAIL;
 	}
 	if (WIFEXITED(st) && (WEXITSTATUS(st) == KIT_PASS || WEXITSTATUS(st) == KIT_FAIL ||
