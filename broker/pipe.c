@@ -1,6 +1,7 @@
 #include "pipe.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,8 @@ struct pp_pipe {
 	int nfds, capfds;
 	pp_notify_fn notify;
 	void *owner;
-	pp_closed_fn closed;         /* set while closing in the background */
+	bool closing;                /* closing in the background */
+	pp_closed_fn closed;         /* then called, if set */
 	void *closed_ctx;
 	int opened;                  /* open() succeeded */
 	char *label;
@@ -236,6 +238,7 @@ static void finish_close(struct pp_pipe *p, int rc)
 	pp_closed_fn done = p->closed;
 	void *ctx = p->closed_ctx;
 	p->closed = NULL;
+	p->closing = false;
 	if (done)
 		done(ctx, p, rc);
 	pp_free(p);
@@ -251,7 +254,7 @@ static void on_linger_timeout(void *ctx)
 
 static void pp_progress(struct pp_pipe *p)
 {
-	if (!p->closed) {
+	if (!p->closing) {
 		if (p->notify)
 			p->notify(p->owner, p);
 		return;
@@ -265,6 +268,7 @@ static void pp_progress(struct pp_pipe *p)
 void pp_close_async(struct pp_pipe *p, int64_t linger_ms, pp_closed_fn done,
                     void *ctx)
 {
+	p->closing = true;
 	p->closed = done;
 	p->closed_ctx = ctx;
 	p->notify = NULL;
