@@ -1224,15 +1224,13 @@ static void send_late(struct link *l)
 }
 
 /*
- * BUG (plugins/common/frame.c, nf_read): nf_read reads from the peer at
- * most twice per call and then returns -EAGAIN without parsing what the
- * second read brought. When the first read ends inside a header and the
- * rest of the frame arrives before the second read, the whole frame sits
- * in the reader's buffer, the socket is empty, and nf_read still says
- * -EAGAIN: a caller that waits for the fd to become readable (as the
- * header's "-EAGAIN" invites, and as an owner does after the pipe said
- * -EAGAIN) waits for bytes the peer has already sent - forever, if the
- * peer waits for an answer.
+ * Was a bug (fixed in 6d68f48): nf_read read from the peer at most twice
+ * per call and then returned -EAGAIN without parsing what the second read
+ * brought. When the first read ended inside a header and the rest of the
+ * frame arrived before the second read, the whole frame sat in the
+ * reader's buffer, the socket was empty, and nf_read still said -EAGAIN:
+ * a caller waiting for the fd to become readable waited for bytes the
+ * peer had already sent.
  */
 START_TEST(read_does_not_say_eagain_with_a_whole_frame_buffered)
 {
@@ -1298,15 +1296,8 @@ static Suite *frame_suite(void)
 	tcase_add_loop_test(t, empty_stream_with_end_reads_zero, 0, (int)NELEM(etags));
 	tcase_add_test(t, write_after_end_is_refused);
 	tcase_add_test(t, readable_agrees_with_read);
+	tcase_add_test(t, read_does_not_say_eagain_with_a_whole_frame_buffered);
 	suite_add_tcase(s, t);
-
-	/* Tests that expose bugs not fixed yet, one case each, tagged
-	 * "known-bug": meson runs them apart, as expected failures (see
-	 * meson.build). */
-	TCase *b = tcase_create("eagain_buffered");
-	tcase_set_tags(b, "known-bug");
-	tcase_add_test(b, read_does_not_say_eagain_with_a_whole_frame_buffered);
-	suite_add_tcase(s, b);
 
 	TCase *r = tcase_create("reset");
 	tcase_set_timeout(r, 30);
