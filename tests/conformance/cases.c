@@ -447,7 +447,10 @@ static int pump_run(struct ctx *c, struct pump *pm)
 			             pm->r->live ? kit_bits(kp_ready(pm->r)) : "(closed)",
 			             pm->ch ? child_state(pm->ch) : "", hint);
 		}
-		kit_poll(c->k, progress ? 0 : c->deadline - now);
+		int64_t wait = c->deadline - now;
+		if (pm->rolling && last + c->o->timeout_ms - now < wait)
+			wait = last + c->o->timeout_ms - now;
+		kit_poll(c->k, progress ? 0 : wait);
 	}
 }
 

@@ -27,6 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#endif
+
 /* epoll data: the kind of fd in the high half, the fd in the low half. */
 #define TAG_WATCH 1ull
 #define TAG_WAKE  2ull
@@ -379,8 +386,11 @@ void kit_unload(struct kit *k)
 		k->pl->fini();
 	/* After fini no plugin thread may call wake() any more. */
 	for (int i = 0; i < k->npipes; i++) {
-		free(k->pipes[i]->np.state);
-		free(k->pipes[i]);
+		struct kp *p = k->pipes[i];
+		ASAN_UNPOISON_MEMORY_REGION(p->state_block, (k->pl && k->pl->state_size ?
+		                            k->pl->state_size : 1) + 64);
+		free(p->state_block);
+		free(p);
 	}
 	k->npipes = 0;
 	for (int i = 0; i < k->naddrs; i++)
@@ -607,10 +617,19 @@ struct kp *kp_new(struct kit *k, const char *label, uint32_t mode)
 	if (k->npipes == KIT_MAX_PIPES)
 		return NULL;
 	struct kp *p = calloc(1, sizeof *p);
-	size_t ss = k->pl->state_size;
-	/* calloc's alignment is fit for any type, as the contract promises;
-	 * exactly state_size bytes so ASan sees an overrun. */
-	p->np.state = calloc(1, ss ? ss : 1);
+	size_t ss = k->pl->state_size ? k->pl->state_size : 1;
+	/* The contract promises alignment "for any type": max_align_t's. Give
+	 * exactly that (16 more than a multiple of 64 on x86-64), so a state
+	 * that needs more (a libsodium hash state wants 64) is caught here by
+	 * UBSan rather than crashing in some broker's allocator; under ASan the
+	 * bytes after state_size are poisoned so an overrun is caught too. */
+	uint8_t *b = calloc(1, ss + 64);
+	size_t a = _Alignof(max_align_t) % 64;
+	size_t off = (size_t)((a - (uintptr_t)b % 64 + 64) % 64);
+	ASAN_POISON_MEMORY_REGION(b, off);
+	ASAN_POISON_MEMORY_REGION(b + off + ss, 64 - off);
+	p->state_block = b;
+	p->np.state = b + off;
 	p->np.struct_size = sizeof p->np;
 	p->np.mode = mode;
 	p->np.host = &k->host;

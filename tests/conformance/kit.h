@@ -43,6 +43,7 @@ struct kit_opts {
  * points back here. */
 struct kp {
 	struct np_pipe np;
+	void *state_block;      /* the allocation np.state points into */
 	struct kit *kit;
 	char label[48];
 	int live;               /* 1 from open() until close() released it */
