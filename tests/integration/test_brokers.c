@@ -647,6 +647,69 @@ START_TEST(brokers_stdin_dev_null_as_a_channel)
 }
 END_TEST
 
+START_TEST(second_reader_is_refused)
+{
+	/* The same reader manifest started twice: the second one must say
+	 * the address is taken, and the first one must still work. */
+	const char *in = it_random_file("input.bin", 1 * MiB);
+	const char *np = unix_pipe("pipe.sock");
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "TIMEOUT", "5", NULL);
+	const char *r2m = it_manifest("reader2.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, "TIMEOUT", "5", NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	ck_assert_msg(it_wait_exists("pipe.sock", IT_POLL_MS),
+	              "the reader never bound its socket; its stderr:\n%s", it_log(r));
+	struct it_proc *r2 = it_broker("second reader broker", r2m, NULL);
+	it_assert_exit(r2, 2);
+	it_assert_log(r2, "/dev/stdin");
+	it_assert_log(r2, "in use");
+	ck_assert_msg(!it_exists("reader2.output"), "the refused reader opened its output");
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in), "the first reader's stream was disturbed");
+}
+END_TEST
+
+START_TEST(stale_socket_from_killed_reader_is_replaced)
+{
+	/* A reader broker killed with SIGKILL cannot remove its socket file;
+	 * the next reader must take the address over. */
+	const char *in = it_random_file("input.bin", 1 * MiB);
+	const char *np = unix_pipe("pipe.sock");
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, NULL);
+	struct it_proc *dead = it_broker("killed reader broker", rm, NULL);
+	ck_assert_msg(it_wait_exists("pipe.sock", IT_POLL_MS),
+	              "the reader never bound its socket; its stderr:\n%s", it_log(dead));
+	it_kill(dead, SIGKILL);
+	it_assert_exit(dead, -SIGKILL);
+	ck_assert_msg(it_exists("pipe.sock"), "expected the killed reader's socket file to stay");
+	struct it_proc *w = it_broker("writer broker", wm, NULL); /* finds a dead socket */
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in), "the stream arrived changed");
+}
+END_TEST
+
+START_TEST(writer_without_reader_waits_until_timeout)
+{
+	/* No reader ever comes: the writer waits (rule 7) but not for ever. */
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE",
+	                             unix_pipe("pipe.sock"), "INPUT",
+	                             it_random_file("input.bin", 1 * MiB), "TIMEOUT", "1", NULL);
+	int64_t t0 = it_now_ms();
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	ck_assert_int_eq(it_wait(w, 5000), 124);
+	ck_assert_int_ge(it_now_ms() - t0, 900);
+	it_assert_log(w, "Timeout");
+}
+END_TEST
+
 START_TEST(plugin_dir_given_twice_loads_once)
 {
 	/* -P DIR with RIFT_PLUGIN_PATH=DIR (a user who exported it): the same
@@ -705,6 +768,9 @@ int main(void)
 		CASE(brokers_stdin_file_as_a_channel),
 		CASE(brokers_stdin_pipe_as_a_channel),
 		CASE(brokers_stdin_dev_null_as_a_channel),
+		CASE(second_reader_is_refused),
+		CASE(stale_socket_from_killed_reader_is_replaced),
+		CASE(writer_without_reader_waits_until_timeout),
 	};
 	Suite *s = suite_create("brokers");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
