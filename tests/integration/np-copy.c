@@ -3,6 +3,8 @@
  *
  *   np-copy write DESCRIPTOR FILE   FILE -> netpipe_write, then close
  *   np-copy read DESCRIPTOR FILE    netpipe_read until 0 -> FILE
+ *   np-copy read DESCRIPTOR FILE N  the same, but close (leave) as soon
+ *                                   as N bytes or more have come
  *
  * Exit status: 0 on success; 1 with netpipe_error() on stderr when a
  * netpipe call failed (3 when the read failed with ECONNRESET, so a test
@@ -32,11 +34,13 @@ static int fail(const char *what, int64_t rc)
 
 int main(int argc, char **argv)
 {
-	if (argc != 4 || (strcmp(argv[1], "read") && strcmp(argv[1], "write"))) {
-		fputs("usage: np-copy read|write DESCRIPTOR FILE\n", stderr);
+	bool writing = argc > 1 && strcmp(argv[1], "write") == 0;
+	if (argc < 4 || argc > 4 + !writing || (!writing && strcmp(argv[1], "read"))) {
+		fputs("usage: np-copy read|write DESCRIPTOR FILE, np-copy read DESCRIPTOR FILE MAX\n",
+		      stderr);
 		return 2;
 	}
-	bool writing = strcmp(argv[1], "write") == 0;
+	long long max = argc == 5 ? atoll(argv[4]) : -1, total = 0;
 	int fd = writing ? open(argv[3], O_RDONLY) : open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "np-copy: %s: %s\n", argv[3], strerror(errno));
@@ -67,6 +71,7 @@ int main(int argc, char **argv)
 				return fail("netpipe_read", n);
 			if (n == 0)
 				break;
+			total += n;
 			for (int64_t off = 0; off < n;) {
 				ssize_t w = write(fd, buf + off, (size_t)(n - off));
 				if (w <= 0) {
@@ -75,6 +80,8 @@ int main(int argc, char **argv)
 				}
 				off += w;
 			}
+			if (max >= 0 && total >= max)
+				break;
 		}
 	}
 	int rc = netpipe_close(np);

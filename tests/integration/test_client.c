@@ -99,6 +99,64 @@ START_TEST(broker_reads_what_a_client_writes)
 }
 END_TEST
 
+/* The writer writes for ever; the reader leaves after 1 MiB. The writer
+ * must get EPIPE (rule 4), in a process where SIGPIPE still kills. */
+static void reader_leaves(const char *wdesc, const char *rdesc)
+{
+	struct it_proc *w = np_copy("writer", "write", wdesc, "/dev/zero");
+	char *argv[] = {(char *)it_helper("np-copy"), "read", (char *)rdesc,
+	                (char *)it_path("output.bin"), "1048576", NULL};
+	struct it_proc *r = it_spawn("reader", argv);
+	it_assert_exit(r, 0);
+	int code = it_wait(w, IT_RUN_MS);
+	ck_assert_msg(code != -SIGPIPE, "the writer was killed by SIGPIPE; its stderr:\n%s",
+	              it_log(w));
+	ck_assert_msg(code == 1, "writer: %s %d, expected 1 (a failed netpipe_write); its stderr:\n%s",
+	              code < 0 ? "killed by signal" : "exit status", code < 0 ? -code : code,
+	              it_log(w));
+	it_assert_log(w, "netpipe_write");
+	it_assert_log(w, strerror(EPIPE));
+}
+
+START_TEST(client_write_after_reader_left_is_epipe_not_sigpipe)
+{
+	const char *sock = it_path("pipe.sock");
+	reader_leaves(it_fmt("Netpipe:unix:%s:w", sock), it_fmt("Netpipe:unix:%s:r", sock));
+}
+END_TEST
+
+START_TEST(client_write_after_reader_left_a_fifo_is_epipe_not_sigpipe)
+{
+	const char *fifo = it_path("pipe.fifo");
+	reader_leaves(it_fmt("Netpipe:file:%s?framed=1:w", fifo),
+	              it_fmt("Netpipe:file:%s?framed=1:r", fifo));
+}
+END_TEST
+
+START_TEST(client_end_of_stream_reads_0_again_and_again)
+{
+	const char *sock = it_path("pipe.sock");
+	it_write_file("input.txt", "twelve bytes", 12);
+	netpipe_t *r = netpipe_open(it_fmt("Netpipe:unix:%s:r", sock));
+	ck_assert_msg(r != NULL, "netpipe_open: %s", netpipe_error());
+	netpipe_set_timeout(r, IT_POLL_MS);
+	struct it_proc *w = np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock),
+	                            it_path("input.txt"));
+	char buf[64];
+	size_t got = 0;
+	for (int64_t n; (n = netpipe_read(r, buf + got, (int32_t)(sizeof buf - got))) != 0;) {
+		ck_assert_msg(n > 0, "netpipe_read: %s", netpipe_error());
+		got += (size_t)n;
+	}
+	ck_assert_uint_eq(got, 12);
+	ck_assert_int_eq(memcmp(buf, "twelve bytes", 12), 0);
+	ck_assert_int_eq(netpipe_read(r, buf, sizeof buf), 0);
+	ck_assert_int_eq(netpipe_read(r, buf, sizeof buf), 0);
+	ck_assert_int_eq(netpipe_close(r), 0);
+	it_assert_exit(w, 0);
+}
+END_TEST
+
 START_TEST(client_library_errors)
 {
 	errno = 0;
@@ -136,6 +194,9 @@ int main(void)
 		CASE(client_reads_what_a_broker_writes),
 		CASE(broker_reads_what_a_client_writes),
 		CASE(client_library_errors),
+		CASE(client_write_after_reader_left_is_epipe_not_sigpipe),
+		CASE(client_write_after_reader_left_a_fifo_is_epipe_not_sigpipe),
+		CASE(client_end_of_stream_reads_0_again_and_again),
 	};
 	Suite *s = suite_create("client");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
