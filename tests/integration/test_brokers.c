@@ -710,6 +710,22 @@ START_TEST(writer_without_reader_waits_until_timeout)
 }
 END_TEST
 
+START_TEST(check_catches_an_output_in_a_missing_directory)
+{
+	/* --check must not say "ok" to a manifest whose run then fails to
+	 * open a channel: an output file in a directory that is not there. */
+	const char *m = it_manifest("run.manifest", "run", "OUTPUT",
+	                            it_path("no-such-dir/out.txt"), NULL);
+	struct it_proc *c = it_broker("broker --check", m, "--check", NULL);
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 2);
+	it_assert_log(b, "no-such-dir/out.txt");
+	it_assert_exit(c, 2);
+	it_assert_log(c, it_fmt("%s:%d:", m, it_line_of(m, "no-such-dir")));
+	it_assert_log(c, "no-such-dir");
+}
+END_TEST
+
 START_TEST(plugin_dir_given_twice_loads_once)
 {
 	/* -P DIR with RIFT_PLUGIN_PATH=DIR (a user who exported it): the same
@@ -771,6 +787,7 @@ int main(void)
 		CASE(second_reader_is_refused),
 		CASE(stale_socket_from_killed_reader_is_replaced),
 		CASE(writer_without_reader_waits_until_timeout),
+		CASE(check_catches_an_output_in_a_missing_directory),
 	};
 	Suite *s = suite_create("brokers");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
