@@ -726,6 +726,54 @@ START_TEST(check_catches_an_output_in_a_missing_directory)
 }
 END_TEST
 
+START_TEST(two_channels_fan_out)
+{
+	/* One program writes two netpipes (fds 3 and 4), each read by a
+	 * broker of its own. */
+	const char *a = it_random_file("a.bin", 1 * MiB + 7);
+	const char *b = it_random_file("b.bin", 512 * 1024 + 1);
+	const char *npa = unix_pipe("a.sock"), *npb = unix_pipe("b.sock");
+	const char *fm = it_manifest(
+		"fan.manifest", "run", "PROGRAM",
+		it_fmt("exec:/bin/sh -c 'cat %s >&3 && cat %s >&4'", a, b), "EXTRA",
+		it_fmt("%s\n%s", it_out(npa, "/dev/out/a"), it_out(npb, "/dev/out/b")), NULL);
+	const char *ra = it_manifest("reader-a.manifest", "netpipe-reader", "NETPIPE", npa, NULL);
+	const char *rb = it_manifest("reader-b.manifest", "netpipe-reader", "NETPIPE", npb, NULL);
+	struct it_proc *f = it_broker("fan-out broker", fm, NULL);
+	struct it_proc *pa = it_broker("reader broker a", ra, NULL);
+	struct it_proc *pb = it_broker("reader broker b", rb, NULL);
+	it_assert_exit(pa, 0);
+	it_assert_exit(pb, 0);
+	it_assert_exit(f, 0);
+	ck_assert_msg(it_files_equal("reader-a.output", a), "stream a arrived changed");
+	ck_assert_msg(it_files_equal("reader-b.output", b), "stream b arrived changed");
+}
+END_TEST
+
+START_TEST(interrupted_writer_broker_is_not_eof)
+{
+	/* Ctrl-C on the writing side: the broker stops (130), and its reader
+	 * must see a cut stream, not a short file that looks complete. */
+	const char *np = unix_pipe("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "PROGRAM", it_fmt("exec:%s 44", it_helper("it-stream")),
+	                             NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	ck_assert_msg(it_wait_file_size("reader.output", 256 * 1024, IT_POLL_MS),
+	              "the reader got only %lld bytes; writer stderr:\n%s",
+	              (long long)it_file_size("reader.output"), it_log(w));
+	it_kill(w, SIGINT);
+	it_assert_exit(w, 128 + SIGINT);
+	it_assert_exit(r, 3);
+	it_assert_log(r, "channel /dev/stdin");
+	size_t len;
+	ck_assert_msg(is_stream_prefix("reader.output", 44, &len),
+	              "the reader's %zu bytes are not a prefix of the stream", len);
+}
+END_TEST
+
 START_TEST(plugin_dir_given_twice_loads_once)
 {
 	/* -P DIR with RIFT_PLUGIN_PATH=DIR (a user who exported it): the same
@@ -788,6 +836,8 @@ int main(void)
 		CASE(stale_socket_from_killed_reader_is_replaced),
 		CASE(writer_without_reader_waits_until_timeout),
 		CASE(check_catches_an_output_in_a_missing_directory),
+		CASE(two_channels_fan_out),
+		CASE(interrupted_writer_broker_is_not_eof),
 	};
 	Suite *s = suite_create("brokers");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
