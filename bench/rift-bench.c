@@ -39,6 +39,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -66,6 +67,9 @@
 
 enum kind { RAW, OURS };
 
+enum { ROW_1 = 1u << 0, ROW_2 = 1u << 1, ROW_3A = 1u << 2, ROW_3B = 1u << 3,
+       ROW_4 = 1u << 4, ROW_ALL = 0x1f };
+
 /* ---- options ------------------------------------------------------------ */
 
 static struct {
@@ -75,6 +79,7 @@ static struct {
 	double timeout;           /* watchdog per run, seconds */
 	int verbose;
 	bool quick;
+	bool no_raw, no_rift;     /* --side: profile one side alone */
 	unsigned rows;            /* bit i: row i (1-4) */
 	char plugins[PATH_MAX];
 	char broker[PATH_MAX];
@@ -191,6 +196,7 @@ struct proc {
 	int status;
 	bool reaped;
 	double t_exit;
+	double cpu;               /* user + sys seconds, its waited-for children too */
 };
 
 static volatile sig_atomic_t g_stop;
@@ -258,11 +264,14 @@ static bool try_reap(struct proc *p)
 	if (p->reaped)
 		return true;
 	int st;
-	pid_t r = waitpid(p->pid, &st, WNOHANG);
+	struct rusage ru;
+	pid_t r = wait4(p->pid, &st, WNOHANG, &ru);
 	if (r != p->pid)
 		return false;
 	p->reaped = true;
 	p->t_exit = now();
+	p->cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	live_del(p->pid);
 	if (p->pidfd >= 0) {
@@ -417,6 +426,23 @@ static void stat_add(struct stat3 *s, double v)
 	s->median = s->n % 2 ? c[s->n / 2] : (c[s->n / 2 - 1] + c[s->n / 2]) / 2;
 }
 
+/* One run: its figure, and the CPU (user + sys) the writer side and the
+ * reader side spent per write, in microseconds. */
+struct sample {
+	double rate, cpu_w, cpu_r;
+};
+
+struct figs {
+	struct stat3 rate, cpu_w, cpu_r;
+};
+
+static void figs_add(struct figs *f, const struct sample *s)
+{
+	stat_add(&f->rate, s->rate);
+	stat_add(&f->cpu_w, s->cpu_w);
+	stat_add(&f->cpu_r, s->cpu_r);
+}
+
 /* Spread of the runs as a percentage of the median. */
 static double spread(const struct stat3 *s)
 {
@@ -431,6 +457,7 @@ struct xfer_res {
 	uint64_t bytes;
 	uint64_t writes;
 	double t_end;
+	double cpu_user, cpu_sys;  /* CPU seconds of the transfer (after go) */
 	char msg[240];
 };
 
@@ -456,8 +483,23 @@ static void wait_go(int fd)
 		;
 }
 
+static void cpu_times(double *user, double *sys)
+{
+	struct rusage ru;
+	*user = *sys = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0) {
+		*user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+		*sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	}
+}
+
+/* The transfer's CPU: from go (set in cpu_user/cpu_sys) to now. */
 static void report(const struct xfer *x, struct xfer_res *r)
 {
+	double u, s;
+	cpu_times(&u, &s);
+	r->cpu_user = u - r->cpu_user;
+	r->cpu_sys = s - r->cpu_sys;
 	ssize_t w = write(x->res_w, r, sizeof *r);
 	(void)w;
 	_exit(r->failed ? 1 : 0);
@@ -488,6 +530,7 @@ static void reader_child(void *arg)
 	}
 	send_ready(x->ready_w, 'R');
 	wait_go(x->go_r);
+	cpu_times(&r.cpu_user, &r.cpu_sys);
 	for (;;) {
 		int64_t n = np ? netpipe_read(np, buf, (int32_t)sizeof buf)
 		               : (int64_t)read(x->sock, buf, sizeof buf);
@@ -534,6 +577,7 @@ static void writer_child(void *arg)
 	}
 	send_ready(x->ready_w, 'R');
 	wait_go(x->go_r);
+	cpu_times(&r.cpu_user, &r.cpu_sys);
 	uint64_t every = x->wsize >= (1u << 20) ? 1 : (1u << 20) / x->wsize;
 	double until = opt.seconds > 0 ? now() + opt.seconds : 0;
 	while (r.bytes < opt.bytes) {
@@ -614,8 +658,8 @@ static bool wait_ready(int fd, int n, struct proc *ps, int nps, double deadline)
 }
 
 /* One run of a writer process and a reader process. On success puts MB/s
- * (wsize >= 1 KiB) or writes/s in *rate and returns 0. */
-static int run_pair(enum kind kind, size_t wsize, double *rate)
+ * (wsize >= 1 KiB) or writes/s, and the CPU per write, in *out. */
+static int run_pair(enum kind kind, size_t wsize, struct sample *out)
 {
 	int ready[2], go[2], res[2], sv[2] = {-1, -1};
 	if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 || pipe2(res, O_CLOEXEC) < 0)
@@ -693,10 +737,15 @@ out:
 	}
 	if (rc == 0) {
 		double dt = rr->t_end - t0;
-		*rate = wsize >= KIB ? (double)rr->bytes / dt / 1e6 : (double)ww->writes / dt;
-		vlog("%s %zu-byte writes: %llu bytes in %.3f s -> %.1f %s",
+		double per = (double)ww->writes / 1e6;
+		out->rate = wsize >= KIB ? (double)rr->bytes / dt / 1e6 : (double)ww->writes / dt;
+		out->cpu_w = (ww->cpu_user + ww->cpu_sys) / per;
+		out->cpu_r = (rr->cpu_user + rr->cpu_sys) / per;
+		vlog("%s %zu-byte writes: %llu bytes in %.3f s -> %.1f %s; CPU per write: "
+		     "writer %.2f+%.2f us, reader %.2f+%.2f us (user+sys)",
 		     kind == RAW ? "raw " : "rift", wsize, (unsigned long long)rr->bytes, dt,
-		     *rate, wsize >= KIB ? "MB/s" : "writes/s");
+		     out->rate, wsize >= KIB ? "MB/s" : "writes/s", ww->cpu_user / per,
+		     ww->cpu_sys / per, rr->cpu_user / per, rr->cpu_sys / per);
 	} else if (why) {
 		warnx("%s", why);
 	}
@@ -731,7 +780,7 @@ static int manifest_timeout(void)
 
 /* One run of: reader broker (Netpipe:unix -> /dev/stdin of np-reader) and
  * writer broker (np-writer's /dev/stdout -> Netpipe:unix). */
-static int run_brokers(size_t wsize, double *rate)
+static int run_brokers(size_t wsize, struct sample *sm)
 {
 	char sock[PATH_MAX], wm[PATH_MAX], rm[PATH_MAX], rout[PATH_MAX];
 	char wlog[PATH_MAX], rlog[PATH_MAX], werr[PATH_MAX], rerr[PATH_MAX];
@@ -832,9 +881,14 @@ out:
 	}
 	if (rc == 0) {
 		double dt = fmax(ps[0].t_exit, ps[1].t_exit) - t0;
-		*rate = wsize >= KIB ? (double)got / dt / 1e6 : (double)(got / wsize) / dt;
-		vlog("brokers %zu-byte writes: %llu bytes in %.3f s -> %.1f %s", wsize, got, dt,
-		     *rate, wsize >= KIB ? "MB/s" : "writes/s");
+		double per = (double)(got / wsize) / 1e6;
+		sm->rate = wsize >= KIB ? (double)got / dt / 1e6 : (double)(got / wsize) / dt;
+		sm->cpu_w = ps[1].cpu / per;
+		sm->cpu_r = ps[0].cpu / per;
+		vlog("brokers %zu-byte writes: %llu bytes in %.3f s -> %.1f %s; CPU per write: "
+		     "writer broker+np-writer %.2f us, reader broker+np-reader %.2f us", wsize,
+		     got, dt, sm->rate, wsize >= KIB ? "MB/s" : "writes/s", ps[1].cpu / per,
+		     ps[0].cpu / per);
 		return 0;
 	}
 	if (why)
@@ -1034,7 +1088,7 @@ static void print_row(const char *id, const char *what, const char *unit,
 		snprintf(r, sizeof r, "%.3f", ratio);
 	const char *res = "-";
 	if (isnan(o)) {
-		res = "ERROR";
+		res = opt.no_rift ? "-" : "ERROR";
 	} else if (want_ratio > 0 && !isnan(ratio)) {
 		res = ratio >= want_ratio ? "PASS" : "MISS";
 	} else if (max_abs > 0) {
@@ -1085,21 +1139,29 @@ static void print_header(void)
 
 /* ---- rows ---------------------------------------------------------------------- */
 
-static struct stat3 raw_big, raw_small;   /* shared by rows 1-3 */
+static struct figs raw_big, raw_small;   /* shared by rows 1-3 */
 
-static int measure_pair(size_t wsize, struct stat3 *ours, struct stat3 *raw, bool want_ours)
+/* For the CPU table printed after the main one. */
+static struct cpu_row {
+	const char *id;
+	struct figs ours;
+	const struct figs *raw;
+} cpu_rows[4];
+static int ncpu_rows;
+
+static int measure_pair(size_t wsize, struct figs *ours, struct figs *raw, bool want_ours)
 {
 	for (int i = 0; i < opt.runs && !g_stop; i++) {
-		double v;
-		if (raw->n < opt.runs) {
+		struct sample v;
+		if (raw->rate.n < opt.runs && !opt.no_raw) {
 			if (run_pair(RAW, wsize, &v) < 0)
 				return -1;
-			stat_add(raw, v);
+			figs_add(raw, &v);
 		}
-		if (want_ours) {
+		if (want_ours && !opt.no_rift) {
 			if (run_pair(OURS, wsize, &v) < 0)
 				return -1;
-			stat_add(ours, v);
+			figs_add(ours, &v);
 		}
 	}
 	return g_stop ? -1 : 0;
@@ -1107,42 +1169,70 @@ static int measure_pair(size_t wsize, struct stat3 *ours, struct stat3 *raw, boo
 
 static void row_lib(const char *id, size_t wsize)
 {
-	struct stat3 ours = {0};
+	struct cpu_row *row = &cpu_rows[ncpu_rows++];
 	bool big = wsize >= KIB;
-	struct stat3 *raw = big ? &raw_big : &raw_small;
+	struct figs *raw = big ? &raw_big : &raw_small;
 	char what[64];
+	*row = (struct cpu_row){.id = id, .raw = raw};
 	snprintf(what, sizeof what, "unix netpipe, libnetpipe, %s writes", big ? "64 KiB" : "64 B");
-	if (measure_pair(wsize, &ours, raw, true) < 0) {
+	if (measure_pair(wsize, &row->ours, raw, true) < 0 ||
+	    (!row->ours.rate.n && !opt.no_rift)) {
 		g_failed_rows++;
-		ours.n = 0;
+		memset(&row->ours, 0, sizeof row->ours);
 	}
-	print_row(id, what, big ? "MB/s" : "writes/s", &ours, raw,
+	print_row(id, what, big ? "MB/s" : "writes/s", &row->ours.rate, &raw->rate,
 	          big ? ">= 0.95 x raw" : ">= 0.90 x raw", big ? 0.95 : 0.90, 0);
 }
 
 static void row_brokers(const char *id, size_t wsize)
 {
-	struct stat3 ours = {0};
+	struct cpu_row *row = &cpu_rows[ncpu_rows++];
 	bool big = wsize >= KIB;
-	struct stat3 *raw = big ? &raw_big : &raw_small;
+	struct figs *raw = big ? &raw_big : &raw_small;
 	char what[64];
+	*row = (struct cpu_row){.id = id, .raw = raw};
 	snprintf(what, sizeof what, "two brokers + exec, %s writes", big ? "64 KiB" : "64 B");
 	/* Row 3's raw figures are rows 1 and 2's raw socket; measure them
 	 * here when those rows were not asked for. */
-	if (raw->n < opt.runs && measure_pair(wsize, NULL, raw, false) < 0)
-		raw->n = 0;
-	for (int i = 0; i < opt.runs && !g_stop; i++) {
-		double v;
+	if (raw->rate.n < opt.runs && measure_pair(wsize, NULL, raw, false) < 0)
+		memset(raw, 0, sizeof *raw);
+	for (int i = 0; i < opt.runs && !g_stop && !opt.no_rift; i++) {
+		struct sample v;
 		if (run_brokers(wsize, &v) < 0) {
-			ours.n = 0;
+			memset(&row->ours, 0, sizeof row->ours);
 			break;
 		}
-		stat_add(&ours, v);
+		figs_add(&row->ours, &v);
 	}
-	if (!ours.n || g_stop)
+	if ((!row->ours.rate.n && !opt.no_rift) || g_stop)
 		g_failed_rows++;
-	print_row(id, what, big ? "MB/s" : "writes/s", &ours, raw,
+	print_row(id, what, big ? "MB/s" : "writes/s", &row->ours.rate, &raw->rate,
 	          big ? "(none)" : ">= 2 x raw", big ? 0 : 2.0, 0);
+}
+
+/* The CPU the same runs cost per write: steadier than throughput on a
+ * busy machine, and it says which side pays. */
+static void print_cpu_table(void)
+{
+	if (!ncpu_rows)
+		return;
+	printf("\nCPU per write, user+sys microseconds (median of the same runs; lower is better)\n");
+	printf("%-4s %12s %12s %12s %12s %7s\n", "row", "rift writer", "rift reader",
+	       "raw writer", "raw reader", "ratio");
+	for (int i = 0; i < ncpu_rows; i++) {
+		const struct cpu_row *r = &cpu_rows[i];
+		char v[4][32], ratio[16] = "-";
+		const struct stat3 *s[4] = {&r->ours.cpu_w, &r->ours.cpu_r, &r->raw->cpu_w,
+		                            &r->raw->cpu_r};
+		for (int k = 0; k < 4; k++)
+			snprintf(v[k], sizeof v[k], s[k]->n ? "%.2f" : "-", s[k]->median);
+		if (s[0]->n && s[2]->n && s[2]->median + s[3]->median > 0)
+			snprintf(ratio, sizeof ratio, "%.2f", (s[0]->median + s[1]->median) /
+			                                      (s[2]->median + s[3]->median));
+		printf("%-4s %12s %12s %12s %12s %7s\n", r->id, v[0], v[1], v[2], v[3], ratio);
+	}
+	printf("rows 3a/3b: writer = writer broker + np-writer, reader = reader broker + np-reader;\n"
+	       "ratio = rift (writer + reader) / raw (writer + reader).\n");
 }
 
 static struct rss g_rss;
@@ -1187,10 +1277,13 @@ static void usage(FILE *f)
 	      "  -b, --bytes N        each run writes N bytes (K, M, G suffixes: KiB...);\n"
 	      "                       with --seconds, whichever comes first\n"
 	      "  -n, --runs N         runs per figure, the median is printed (default 3)\n"
-	      "  -r, --rows LIST      rows to run, e.g. 1,2 or 3,4 (default all: 1,2,3,4)\n"
+	      "  -r, --rows LIST      rows to run, e.g. 1,2 or 3b,4 (default all: 1,2,3a,3b,4;\n"
+	      "                       3 means 3a,3b)\n"
 	      "  -P, --plugins DIR    plugin directory (default: <exe>/../plugins)\n"
 	      "  -B, --broker PATH    broker executable (default: <exe>/../broker/broker)\n"
 	      "  -t, --timeout S      watchdog per run (default 60 + 10 x seconds)\n"
+	      "  -S, --side SIDE      raw or rift: run only that side (for profiling;\n"
+	      "                       rows then show - for the other)\n"
 	      "  -v, --verbose        every run's figure on stderr\n"
 	      "  -h, --help\n", f);
 }
@@ -1218,14 +1311,23 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* Bits: ROW_1, ROW_2, ROW_3A, ROW_3B, ROW_4. */
 static int parse_rows(const char *s)
 {
+	static const struct { const char *name; unsigned bits; } names[] = {
+		{"1", ROW_1}, {"2", ROW_2}, {"3", ROW_3A | ROW_3B}, {"3a", ROW_3A},
+		{"3b", ROW_3B}, {"4", ROW_4}, {"all", ROW_ALL},
+	};
+	char buf[128];
+	snprintf(buf, sizeof buf, "%s", s);
 	opt.rows = 0;
-	for (const char *p = s; *p; p++) {
-		if (*p >= '1' && *p <= '4')
-			opt.rows |= 1u << (*p - '0');
-		else if (*p != ',' && *p != ' ' && *p != 'a' && *p != 'b')
+	for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		size_t i;
+		for (i = 0; i < sizeof names / sizeof *names && strcmp(t, names[i].name); i++)
+			;
+		if (i == sizeof names / sizeof *names)
 			return -1;
+		opt.rows |= names[i].bits;
 	}
 	return opt.rows ? 0 : -1;
 }
@@ -1277,11 +1379,11 @@ static int find_tools(void)
 		warnx("no plugin directory at %s (use --plugins DIR)", opt.plugins);
 		return -1;
 	}
-	if ((opt.rows & (1u << 3 | 1u << 4)) && !is_exec(opt.broker)) {
+	if ((opt.rows & (ROW_3A | ROW_3B | ROW_4)) && !is_exec(opt.broker)) {
 		warnx("no broker at %s (use --broker PATH)", opt.broker);
 		return -1;
 	}
-	if ((opt.rows & 1u << 3) && (!is_exec(opt.np_writer) || !is_exec(opt.np_reader))) {
+	if ((opt.rows & (ROW_3A | ROW_3B)) && (!is_exec(opt.np_writer) || !is_exec(opt.np_reader))) {
 		warnx("np-writer and np-reader must be beside rift-bench in %s", dir);
 		return -1;
 	}
@@ -1302,6 +1404,7 @@ int main(int argc, char **argv)
 		{"plugins", required_argument, 0, 'P'},
 		{"broker", required_argument, 0, 'B'},
 		{"timeout", required_argument, 0, 't'},
+		{"side", required_argument, 0, 'S'},
 		{"verbose", no_argument, 0, 'v'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
@@ -1309,8 +1412,8 @@ int main(int argc, char **argv)
 	int c, runs = 0;
 	double seconds = -1, timeout = 0;
 	uint64_t bytes = 0;
-	opt.rows = 0x1e;
-	while ((c = getopt_long(argc, argv, "qs:b:n:r:P:B:t:vh", longs, NULL)) != -1) {
+	opt.rows = ROW_ALL;
+	while ((c = getopt_long(argc, argv, "qs:b:n:r:P:B:t:S:vh", longs, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'q': opt.quick = true; break;
@@ -1336,7 +1439,7 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			if (parse_rows(optarg) < 0) {
-				warnx("--rows wants a list of 1, 2, 3, 4 such as 1,3");
+				warnx("--rows wants a list of 1, 2, 3, 3a, 3b, 4 such as 1,3b");
 				return 2;
 			}
 			break;
@@ -1346,6 +1449,16 @@ int main(int argc, char **argv)
 			timeout = strtod(optarg, &end);
 			if (*end || timeout < 1) {
 				warnx("--timeout wants seconds >= 1");
+				return 2;
+			}
+			break;
+		case 'S':
+			if (!strcmp(optarg, "raw")) {
+				opt.no_rift = true;
+			} else if (!strcmp(optarg, "rift")) {
+				opt.no_raw = true;
+			} else {
+				warnx("--side wants raw or rift");
 				return 2;
 			}
 			break;
@@ -1388,22 +1501,22 @@ int main(int argc, char **argv)
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 	print_header();
-	if (opt.rows & 1u << 1 && !g_stop)
+	if (opt.rows & ROW_1 && !g_stop)
 		row_lib("1", BIG_WSIZE);
-	if (opt.rows & 1u << 2 && !g_stop)
+	if (opt.rows & ROW_2 && !g_stop)
 		row_lib("2", SMALL_WSIZE);
-	if (opt.rows & 1u << 3 && !g_stop) {
+	if (opt.rows & ROW_3A && !g_stop)
 		row_brokers("3a", BIG_WSIZE);
-		if (!g_stop)
-			row_brokers("3b", SMALL_WSIZE);
-	}
-	if (opt.rows & 1u << 4 && !g_stop)
+	if (opt.rows & ROW_3B && !g_stop)
+		row_brokers("3b", SMALL_WSIZE);
+	if (opt.rows & ROW_4 && !g_stop)
 		row_rss();
 
+	print_cpu_table();
 	printf("\nratio = rift / raw (higher is better; row 4: lower is better). "
 	       "Targets are informational:\nthe exit status says only whether every row "
 	       "was measured. Raw for rows 3a/3b is the raw socket of rows 1/2.\n");
-	if (opt.rows & 1u << 4 && g_rss.rss > 0)
+	if (opt.rows & ROW_4 && g_rss.rss > 0)
 		printf("row 4: VmRSS %.2f MiB = anon %.2f + file-backed %.2f (+ shmem); "
 		       "VmHWM %.2f MiB\n", g_rss.rss, g_rss.anon, g_rss.file, g_rss.hwm);
 	if (opt.quick)
