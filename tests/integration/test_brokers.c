@@ -13,8 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "harness.h"
 #include "stream.h"
@@ -774,6 +778,104 @@ START_TEST(interrupted_writer_broker_is_not_eof)
 }
 END_TEST
 
+/* ---- the wire format of docs/semantics.md, written by hand ---- */
+
+struct conn_arg {
+	const char *path;
+	int fd;
+};
+
+static bool connected(void *arg)
+{
+	struct conn_arg *c = arg;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd >= 0 && connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+		return true;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	return false;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Connect to a reader broker's socket as its writer and send: preamble
+ * (with the digest flag), one DATA frame of payload, and END carrying
+ * the given 32-byte digest. preamble overrides "RFT1" when not NULL. */
+static void send_frames(const char *sock, const char *preamble, const char *payload,
+                        const unsigned char digest[32])
+{
+	struct conn_arg c = {it_path(sock), -1};
+	ck_assert_msg(it_poll_until(connected, &c, IT_POLL_MS), "no reader at %s", c.path);
+	unsigned char buf[1024];
+	size_t n = 0, len = strlen(payload);
+	memcpy(buf, preamble ? preamble : "RFT1", 4);
+	put_u32(buf + 4, 1); /* a digest will follow */
+	put_u32(buf + 8, 0u << 28 | (uint32_t)len);
+	memcpy(buf + 12, payload, len);
+	n = 12 + len;
+	put_u32(buf + n, 1u << 28 | 32);
+	memcpy(buf + n + 4, digest, 32);
+	n += 36;
+	/* MSG_NOSIGNAL: the reader may hang up on us, and this is the test. */
+	ssize_t w = send(c.fd, buf, n, MSG_NOSIGNAL);
+	ck_assert_msg(w == (ssize_t)n, "send: %s", strerror(errno));
+	close(c.fd);
+}
+
+static const char payload[] = "framed by hand, as docs/semantics.md says\n";
+
+static struct it_proc *etag_reader(void)
+{
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                             unix_pipe("pipe.sock"), "ETAG", "1", NULL);
+	return it_broker("reader broker", rm, NULL);
+}
+
+START_TEST(hand_made_frames_per_the_docs_are_read)
+{
+	unsigned char digest[32];
+	crypto_generichash(digest, sizeof digest, (const unsigned char *)payload,
+	                   sizeof payload - 1, NULL, 0);
+	struct it_proc *r = etag_reader();
+	send_frames("pipe.sock", NULL, payload, digest);
+	it_assert_exit(r, 0);
+	ck_assert_str_eq(it_read_file("reader.output", NULL), payload);
+}
+END_TEST
+
+START_TEST(etag_digest_mismatch_is_a_channel_failure)
+{
+	unsigned char digest[32];
+	crypto_generichash(digest, sizeof digest, (const unsigned char *)payload,
+	                   sizeof payload - 1, NULL, 0);
+	digest[7] ^= 0x20; /* one flipped bit */
+	struct it_proc *r = etag_reader();
+	send_frames("pipe.sock", NULL, payload, digest);
+	it_assert_exit(r, 3);
+	it_assert_log(r, "channel /dev/stdin");
+	it_assert_log(r, "digest mismatch");
+}
+END_TEST
+
+START_TEST(foreign_peer_is_a_channel_failure)
+{
+	/* Something that does not speak the framing connects first. */
+	unsigned char digest[32] = {0};
+	struct it_proc *r = etag_reader();
+	send_frames("pipe.sock", "GET ", payload, digest);
+	it_assert_exit(r, 3);
+	it_assert_log(r, "channel /dev/stdin");
+	it_assert_log(r, "framing");
+}
+END_TEST
+
 START_TEST(plugin_dir_given_twice_loads_once)
 {
 	/* -P DIR with RIFT_PLUGIN_PATH=DIR (a user who exported it): the same
@@ -838,6 +940,9 @@ int main(void)
 		CASE(check_catches_an_output_in_a_missing_directory),
 		CASE(two_channels_fan_out),
 		CASE(interrupted_writer_broker_is_not_eof),
+		CASE(hand_made_frames_per_the_docs_are_read),
+		CASE(etag_digest_mismatch_is_a_channel_failure),
+		CASE(foreign_peer_is_a_channel_failure),
 	};
 	Suite *s = suite_create("brokers");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
