@@ -521,7 +521,7 @@ static int case_write_waits_for_reader(struct ctx *c)
 	int64_t end = kit_now() + 200;
 	uint8_t byte;
 	kit_stream(1, 0, &byte, 1);
-	for (int tries = 0;; tries++) {
+	for (;;) {
 		uint32_t b = kp_ready(w);
 		CHECK(!(b & NP_OUT), "ready() on the writer returned %s while no reader exists: "
 		      "NP_OUT says a write would progress, but rule 1 says it waits for a reader",
@@ -1136,36 +1136,36 @@ static int case_declared_caps(struct ctx *c)
 const struct kit_case kit_cases[] = {
 	{ "plugin_entry", "section 3",
 	  "the entry point, header fields, required ops and init", case_plugin_entry },
-	{ "write_waits_for_reader", "1, 7",
+	{ "write_waits_for_reader", "rules 1, 7",
 	  "a writer opened first gets -EAGAIN and no NP_OUT until a reader opens",
 	  case_write_waits_for_reader },
-	{ "read_waits_for_writer", "2",
+	{ "read_waits_for_writer", "rule 2",
 	  "a read is -EAGAIN, never 0, before a writer connects and writes",
 	  case_read_waits_for_writer },
-	{ "partial_reads", "2, 6",
+	{ "partial_reads", "rules 2, 6",
 	  "64 KiB writes read back 1, 7 and odd bytes at a time", case_partial_reads },
-	{ "eof_repeats", "3",
+	{ "eof_repeats", "rule 3",
 	  "after a clean close and the data drained, read returns 0 again and again",
 	  case_eof_repeats },
-	{ "epipe_after_reader_leaves", "4",
+	{ "epipe_after_reader_leaves", "rule 4",
 	  "writes return -EPIPE once the reader has gone, and no SIGPIPE",
 	  case_epipe_after_reader_leaves },
-	{ "killed_writer_is_not_eof", "5",
+	{ "killed_writer_is_not_eof", "rule 5",
 	  "a SIGKILLed writer ends the reader's stream in -ECONNRESET/-EIO, not 0",
 	  case_killed_writer_is_not_eof },
-	{ "bulk_no_loss", "6",
+	{ "bulk_no_loss", "rule 6",
 	  "--bytes from another process in 1 B..256 KiB writes arrive whole (BLAKE2b)",
 	  case_bulk_no_loss },
-	{ "nonblocking_contract", "section 3, 1-6",
+	{ "nonblocking_contract", "section 3, rules 1-6",
 	  "ops return at once; ready() is truthful and enough to drive a stream",
 	  case_nonblocking_contract },
-	{ "etag_clean_eof", "5",
+	{ "etag_clean_eof", "rule 5",
 	  "with etag = 1 on both ends a clean stream ends in 0 (NP_CAP_ETAG only)",
 	  case_etag_clean_eof },
 	{ "optional_ops_defaults", "section 3",
 	  "unknown ctl is -ENOTTY, seek without NP_CAP_SEEK is -ESPIPE, validate agrees",
 	  case_optional_ops_defaults },
-	{ "declared_caps", "8",
+	{ "declared_caps", "rule 8",
 	  "declared capabilities hold (ops present, message boundaries kept)",
 	  case_declared_caps },
 };

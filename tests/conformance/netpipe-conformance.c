@@ -254,7 +254,7 @@ int main(int argc, char **argv)
 	}
 	if (list) {
 		for (int i = 0; i < kit_ncases; i++)
-			printf("%-26s rule %-14s %s\n", kit_cases[i].name, kit_cases[i].rules,
+			printf("%-26s %-22s %s\n", kit_cases[i].name, kit_cases[i].rules,
 			       kit_cases[i].what);
 		return 0;
 	}
