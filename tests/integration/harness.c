@@ -495,6 +495,11 @@ struct it_proc *it_spawn(const char *name, char *const argv[])
 	return spawn(name, argv, NULL);
 }
 
+struct it_proc *it_spawn_unset(const char *name, char *const argv[], const char *var)
+{
+	return spawn(name, argv, var);
+}
+
 struct it_proc *it_broker(const char *name, const char *manifest, ...)
 {
 	char *argv[32];

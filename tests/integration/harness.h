@@ -104,6 +104,8 @@ struct it_proc *it_broker(const char *name, const char *manifest, ...)
 /* Start any program the same way, with the test's environment: argv
  * ends with NULL. */
 struct it_proc *it_spawn(const char *name, char *const argv[]);
+/* The same, without the environment variable var. */
+struct it_proc *it_spawn_unset(const char *name, char *const argv[], const char *var);
 
 /* The next it_spawn()/it_broker() gets this on its stdin instead of
  * /dev/null: a dup of fd (the caller keeps fd), or the named file. */

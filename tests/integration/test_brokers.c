@@ -876,6 +876,70 @@ START_TEST(foreign_peer_is_a_channel_failure)
 }
 END_TEST
 
+START_TEST(explicit_mode_suffixes_work)
+{
+	const char *in = it_random_file("input.bin", 1 * MiB);
+	const char *sock = it_path("pipe.sock");
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE",
+	                             it_fmt("Netpipe:unix:%s:w", sock), "INPUT", in, NULL);
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
+	                             it_fmt("Netpipe:unix:%s:r", sock), NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	it_assert_exit(r, 0);
+	it_assert_exit(w, 0);
+	ck_assert_msg(it_files_equal("reader.output", in), "the stream arrived changed");
+}
+END_TEST
+
+START_TEST(writer_connect_timeout_gives_up)
+{
+	/* ?connect_timeout=MS: no reader within MS is a channel failure of
+	 * the writer, long before the manifest's Timeout. */
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE",
+	                             it_fmt("Netpipe:unix:%s?connect_timeout=300",
+	                                    it_path("pipe.sock")),
+	                             "INPUT", it_random_file("input.bin", 1 * MiB), NULL);
+	int64_t t0 = it_now_ms();
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	int code = it_wait(w, 5000);
+	int64_t took = it_now_ms() - t0;
+	ck_assert_msg(code > 0 && code != 124 && code != 128 + SIGPIPE,
+	              "writer broker: %s %d after %lld ms; its stderr:\n%s",
+	              code < 0 ? "killed by signal" : "exit status", code < 0 ? -code : code,
+	              (long long)took, it_log(w));
+	ck_assert_int_ge(took, 250);
+	it_assert_log(w, "channel /dev/stdout");
+	it_assert_log(w, "connect_timeout");
+}
+END_TEST
+
+/* Run a manifest whose Plugins key names the plugins: no -P, no
+ * RIFT_PLUGIN_PATH. */
+static void run_with_plugins_key(const char *dir)
+{
+	it_write_file("input.txt", "found through the Plugins key\n", 30);
+	const char *m = it_manifest("run.manifest", "run", "INPUT", it_path("input.txt"),
+	                            "EXTRA", it_fmt("Plugins = %s", dir), NULL);
+	char *argv[] = {getenv("BROKER"), "-m", (char *)m, NULL};
+	struct it_proc *b = it_spawn_unset("broker", argv, "RIFT_PLUGIN_PATH");
+	it_assert_exit(b, 0);
+	ck_assert_str_eq(it_read_file("run.output", NULL), "found through the Plugins key\n");
+}
+
+START_TEST(plugins_key_names_the_plugin_dir)
+{
+	run_with_plugins_key(getenv("RIFT_PLUGINS"));
+}
+END_TEST
+
+START_TEST(relative_plugins_key_is_from_the_manifest_dir)
+{
+	ck_assert_int_eq(symlink(getenv("RIFT_PLUGINS"), it_path("plugins")), 0);
+	run_with_plugins_key("plugins"); /* the broker's cwd is not the test dir */
+}
+END_TEST
+
 START_TEST(plugin_dir_given_twice_loads_once)
 {
 	/* -P DIR with RIFT_PLUGIN_PATH=DIR (a user who exported it): the same
@@ -943,6 +1007,10 @@ int main(void)
 		CASE(hand_made_frames_per_the_docs_are_read),
 		CASE(etag_digest_mismatch_is_a_channel_failure),
 		CASE(foreign_peer_is_a_channel_failure),
+		CASE(explicit_mode_suffixes_work),
+		CASE(writer_connect_timeout_gives_up),
+		CASE(plugins_key_names_the_plugin_dir),
+		CASE(relative_plugins_key_is_from_the_manifest_dir),
 	};
 	Suite *s = suite_create("brokers");
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
