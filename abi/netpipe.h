@@ -51,6 +51,10 @@ extern "C" {
 #define NP_PRINTF(f, a)
 #endif
 
+/* Per-pipe and per-run state is aligned to this many bytes (enough for
+ * libsodium's and SIMD types). */
+#define NP_STATE_ALIGN 64
+
 /* The one symbol a plugin exports. */
 #define NP_ENTRY_SYMBOL "np_plugin_entry"
 
@@ -104,7 +108,7 @@ struct np_plugin;
 /*
  * One open pipe. The broker allocates it, fills every field before open()
  * and owns it; the plugin owns only *state, a zeroed block of
- * np_plugin.state_size bytes (aligned for any type).
+ * np_plugin.state_size bytes aligned to NP_STATE_ALIGN (64) bytes.
  */
 struct np_pipe {
 	uint32_t struct_size;
@@ -261,6 +265,16 @@ struct np_runtime_ops {
 /*
  * The plugin's description and operations. Returned by np_plugin_entry();
  * must stay valid and unchanged while the broker runs.
+ *
+ * Rules every transport op keeps (docs/abi.md, section 6):
+ *  - After an op returns -EAGAIN, the plugin keeps a watch, timer or wake
+ *    armed until that op can progress: the broker calls ops again only
+ *    after ready() said so, and ready() only after an event.
+ *  - Bytes a write accepted reach the reader without another write or a
+ *    close (flush what the plugin holds from ready()).
+ *  - Errors are sticky: after -ECONNRESET, -EIO or -EBADMSG every later
+ *    read returns the same error; after -EPIPE every later write does.
+ *  - A read or write of 0 bytes returns 0 and does nothing.
  */
 struct np_plugin {
 	/* since 1.0 */
@@ -303,13 +317,16 @@ struct np_plugin {
 	/* Close the pipe. Without NP_CLOSE_ABORT this is a clean close: a
 	 * writer flushes what it buffered and sends end-of-stream (with the
 	 * digest when etag is set); it may return -EAGAIN while that is under
-	 * way, and the broker calls ready() and close() again. With
+	 * way, and the broker calls ready() and close() again. A writer that
+	 * wrote nothing, or has not reached its reader yet, still delivers
+	 * end-of-stream: -EAGAIN until it has. With
 	 * NP_CLOSE_ABORT (or after any other return) the plugin releases
 	 * everything; the broker frees the state afterwards. Required. */
 	int (*close)(struct np_pipe *pipe, uint32_t flags);
 
 	/* Read up to len bytes. Returns a count > 0, 0 at end-of-stream (and
-	 * again on every later call), -EAGAIN when no data is there yet,
+	 * again on every later call), -EAGAIN when no data is there yet
+	 * (also before any writer connected: NP_HUP is not set then),
 	 * -ECONNRESET (or -EIO) when the writer vanished without closing
 	 * (after every byte that did arrive was returned), -EBADMSG on a
 	 * digest mismatch. Required. */
@@ -327,9 +344,11 @@ struct np_plugin {
 	/* Set the length. Optional: NULL means -EINVAL. */
 	int (*truncate)(struct np_pipe *pipe, int64_t length);
 
-	/* Make progress (accept, connect, retry) and say what the pipe can do
-	 * now: NP_IN | NP_OUT | NP_HUP | NP_ERR, counting data the plugin
-	 * buffers internally. Called after every watched event, timer and
+	/* Make progress (accept, connect, retry, flush) and say what the pipe
+	 * can do now: NP_IN | NP_OUT | NP_HUP | NP_ERR, counting data the
+	 * plugin buffers internally. NP_OUT means a write would accept at
+	 * least one new byte now; NP_IN that a read would return data, 0 or
+	 * an error. Called after every watched event, timer and
 	 * wake, and whenever the broker wants to know. Required. */
 	uint32_t (*ready)(struct np_pipe *pipe);
 

@@ -27,7 +27,7 @@ struct pp_pipe {
 	int opened;                  /* open() succeeded */
 	char *label;
 	char errbuf[256];
-	_Alignas(max_align_t) unsigned char state[];
+	_Alignas(NP_STATE_ALIGN) unsigned char state[];
 };
 
 static struct pp_pipe *of(struct np_pipe *pub)
@@ -107,7 +107,12 @@ int pp_open(struct ld_plugin *pl, const char *address, uint32_t mode,
 		         np->name);
 		return -EINVAL;
 	}
-	struct pp_pipe *p = calloc(1, sizeof *p + np->state_size);
+	/* The state is NP_STATE_ALIGN-aligned, as the ABI promises. */
+	size_t size = (sizeof(struct pp_pipe) + np->state_size + NP_STATE_ALIGN - 1) &
+	              ~(size_t)(NP_STATE_ALIGN - 1);
+	struct pp_pipe *p = aligned_alloc(NP_STATE_ALIGN, size);
+	if (p)
+		memset(p, 0, size);
 	if (!p || !(p->label = strdup(label ? label : address))) {
 		free(p);
 		snprintf(err, errlen, "out of memory");

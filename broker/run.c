@@ -262,7 +262,10 @@ int rn_execute(struct rn_run *rn)
 		.memory = rn->mf->memory,
 		.broker = rn,
 	};
-	if (rt->state_size && !(rn->state = rn->run.state = calloc(1, rt->state_size))) {
+	size_t ss = ((size_t)rt->state_size + NP_STATE_ALIGN - 1) & ~(size_t)(NP_STATE_ALIGN - 1);
+	if (ss && (rn->state = rn->run.state = aligned_alloc(NP_STATE_ALIGN, ss)))
+		memset(rn->state, 0, ss);
+	if (ss && !rn->state) {
 		close_all(rn, true);
 		return RN_EXIT_SETUP;
 	}

@@ -79,6 +79,7 @@ AT(np_runtime_ops, stop, 48);
 #endif
 
 _Static_assert(NP_MAGIC == 0x3150504eu, "magic is fixed forever");
+_Static_assert(NP_STATE_ALIGN == 64, "state alignment only ever grows with a major");
 _Static_assert(NP_IN == 1 && NP_OUT == 2 && NP_HUP == 4 && NP_ERR == 8,
                "readiness bits are fixed");
 

@@ -67,6 +67,14 @@ ssize_t nf_fd_readv(int fd, const struct iovec *iov, int n)
 	return r;
 }
 
+static crypto_generichash_state *new_hash(void)
+{
+	crypto_generichash_state *h = aligned_alloc(64, (sizeof *h + 63) & ~(size_t)63);
+	if (h)
+		crypto_generichash_init(h, NULL, 0, NF_DIGEST);
+	return h;
+}
+
 /* ---- writer ---- */
 
 int nf_writer_init(struct nf_writer *w, nf_io_fn io, void *ctx, int etag)
@@ -75,15 +83,17 @@ int nf_writer_init(struct nf_writer *w, nf_io_fn io, void *ctx, int etag)
 	w->io = io;
 	w->ctx = ctx;
 	w->etag = etag;
-	if (etag)
-		crypto_generichash_init(&w->hash, NULL, 0, NF_DIGEST);
+	if (etag && !(w->hash = new_hash()))
+		return -ENOMEM;
 	return 0;
 }
 
 void nf_writer_free(struct nf_writer *w)
 {
 	free(w->pend);
+	free(w->hash);
 	w->pend = NULL;
+	w->hash = NULL;
 }
 
 bool nf_pending(const struct nf_writer *w)
@@ -181,7 +191,7 @@ ssize_t nf_write(struct nf_writer *w, const void *buf, size_t len)
 	if (rc < 0)
 		return rc;
 	if (w->etag)
-		crypto_generichash_update(&w->hash, buf, len);
+		crypto_generichash_update(w->hash, buf, len);
 	return (ssize_t)len;
 }
 
@@ -194,7 +204,7 @@ int nf_end(struct nf_writer *w)
 	size_t dl = w->etag ? NF_DIGEST : 0;
 	put_u32(end, NF_TYPE_END << 28 | (uint32_t)dl);
 	if (dl)
-		crypto_generichash_final(&w->hash, end + NF_HDR, NF_DIGEST);
+		crypto_generichash_final(w->hash, end + NF_HDR, NF_DIGEST);
 	rc = send_frame(w, end, NF_HDR + dl, NULL, 0);
 	if (rc == -EAGAIN) {
 		/* Nothing went out: keep the whole END so the digest is not
@@ -229,16 +239,17 @@ int nf_reader_init(struct nf_reader *r, nf_io_fn io, void *ctx, int etag)
 	r->etag = etag;
 	r->cap = NF_RBUF;
 	r->buf = malloc(r->cap);
-	if (!r->buf)
+	if (!r->buf || (etag && !(r->hash = new_hash())))
 		return -ENOMEM;
-	crypto_generichash_init(&r->hash, NULL, 0, NF_DIGEST);
 	return 0;
 }
 
 void nf_reader_free(struct nf_reader *r)
 {
 	free(r->buf);
+	free(r->hash);
 	r->buf = NULL;
+	r->hash = NULL;
 }
 
 static ssize_t fail(struct nf_reader *r, int err, const char *why)
@@ -293,7 +304,7 @@ static size_t parse(struct nf_reader *r, unsigned char *out, size_t len)
 				break;
 			memcpy(out + copied, p, n);
 			if (r->etag)
-				crypto_generichash_update(&r->hash, p, n);
+				crypto_generichash_update(r->hash, p, n);
 			copied += n;
 			r->start += n;
 			r->frame_left -= n;
@@ -322,7 +333,7 @@ static size_t parse(struct nf_reader *r, unsigned char *out, size_t len)
 			break;
 		if (r->etag) {
 			unsigned char mine[NF_DIGEST];
-			crypto_generichash_final(&r->hash, mine, sizeof mine);
+			crypto_generichash_final(r->hash, mine, sizeof mine);
 			if (n != NF_DIGEST) {
 				fail(r, -EBADMSG, "etag is set but the writer sent no digest");
 				break;
@@ -382,13 +393,13 @@ ssize_t nf_read(struct nf_reader *r, void *outv, size_t len)
 			return fail(r, (int)got, "read from the peer failed");
 		if ((size_t)got <= direct) {
 			if (r->etag)
-				crypto_generichash_update(&r->hash, out, (size_t)got);
+				crypto_generichash_update(r->hash, out, (size_t)got);
 			r->frame_left -= (size_t)got;
 			return got;
 		}
 		if (direct) {
 			if (r->etag)
-				crypto_generichash_update(&r->hash, out, direct);
+				crypto_generichash_update(r->hash, out, direct);
 			r->frame_left -= direct;
 			copied = direct;
 		}

@@ -44,7 +44,7 @@ struct nf_writer {
 	int etag;
 	bool preamble_sent;
 	bool end_queued;
-	crypto_generichash_state hash;
+	crypto_generichash_state *hash; /* 64-byte aligned, ours, when etag */
 	unsigned char *pend;          /* bytes accepted but not yet sent */
 	size_t pend_off, pend_len, pend_cap;
 };
@@ -57,12 +57,14 @@ struct nf_reader {
 	bool peer_digest;             /* the writer announced a digest */
 	int done;                     /* 0, 1 = EOF, or -errno (sticky) */
 	size_t frame_left;            /* payload bytes left in this frame */
-	crypto_generichash_state hash;
+	crypto_generichash_state *hash; /* 64-byte aligned, ours, when etag */
 	unsigned char *buf;           /* raw bytes read ahead */
 	size_t start, end, cap;
 	char why[128];                /* a message for the last failure */
 };
 
+/* The hash state lives in its own 64-byte aligned allocation, so these
+ * structs need no more than ordinary alignment. 0 or -ENOMEM. */
 int nf_writer_init(struct nf_writer *w, nf_io_fn io, void *ctx, int etag);
 void nf_writer_free(struct nf_writer *w);
 /* Accept up to NF_MAX_FRAME bytes as one frame. Returns the count

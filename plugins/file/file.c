@@ -202,8 +202,8 @@ static int fl_open(struct np_pipe *p, const struct np_open_args *a)
 		return rc < 0 ? set_err(f, rc, "watch") : 0;
 	}
 	if (f->kind != K_REG) {
-		if (f->framed)
-			nf_writer_init(&f->w, fifo_io, f, (int)a->etag);
+		if (f->framed && (rc = nf_writer_init(&f->w, fifo_io, f, (int)a->etag)) < 0)
+			return rc;
 		rc = open_writer_end(f);
 		return rc == -EAGAIN ? 0 : rc;
 	}

@@ -149,7 +149,8 @@ static int ux_open(struct np_pipe *p, const struct np_open_args *a)
 	}
 	if (a->mode != NP_WRITE)
 		return -EINVAL;
-	nf_writer_init(&u->w, io, u, (int)a->etag);
+	if ((rc = nf_writer_init(&u->w, io, u, (int)a->etag)) < 0)
+		return rc;
 	host->set_timer(p, 0); /* the first connect attempt runs in ready() */
 	return 0;
 }
