@@ -67,8 +67,12 @@ int main(int argc, char **argv)
 	};
 	const char *manifest = NULL;
 	int check = 0, list = 0, verbose = 0, quiet = 0, c;
+	int status = RN_EXIT_SETUP;
 	struct ev_loop *loop = ev_new();
 	struct ld_registry reg;
+	struct mf_manifest mf = {0};
+	struct rn_run rn = {.sigfd = -1}; /* rn_free is safe on it */
+	char err[2048];
 
 	lg_set_program("broker");
 	/* A reader that goes away must be an -EPIPE on its pipe, not our end. */
@@ -88,15 +92,16 @@ int main(int argc, char **argv)
 		case 'q': quiet = 1; break;
 		case 'V': printf("broker (rift) %s, plugin ABI %d.%d\n", RIFT_VERSION,
 		                 NP_ABI_MAJOR, NP_ABI_MINOR);
-			return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return RN_EXIT_SETUP;
+			status = 0;
+			goto out;
+		case 'h': usage(stdout); status = 0; goto out;
+		default: usage(stderr); goto out;
 		}
 	}
 	if (optind < argc) {
 		lg_log(LG_ERROR, "unexpected argument '%s'", argv[optind]);
 		usage(stderr);
-		return RN_EXIT_SETUP;
+		goto out;
 	}
 	if (quiet)
 		lg_set_level(LG_ERROR);
@@ -104,17 +109,14 @@ int main(int argc, char **argv)
 		lg_set_level(verbose > 1 ? LG_DEBUG : LG_INFO);
 	if (!manifest && !list) {
 		usage(stderr);
-		return RN_EXIT_SETUP;
+		goto out;
 	}
 
-	struct mf_manifest mf = {0};
-	char err[2048];
 	if (manifest) {
 		int rc = mf_parse_file(manifest, &mf, err, sizeof err);
 		if (rc < 0) {
 			lg_log(LG_ERROR, "%s", err);
-			mf_free(&mf);
-			return RN_EXIT_SETUP;
+			goto out;
 		}
 		for (int i = 0; i < mf.nplugin_dirs; i++)
 			ld_add_dir(&reg, mf.plugin_dirs[i]);
@@ -124,14 +126,11 @@ int main(int argc, char **argv)
 	if (list) {
 		list_plugins(&reg);
 		if (!manifest) {
-			ld_fini(&reg);
-			ev_free(loop);
-			return 0;
+			status = 0;
+			goto out;
 		}
 	}
 
-	struct rn_run rn;
-	int status;
 	/* Validate everything before opening anything, in both modes. */
 	if (rn_prepare(&rn, loop, &reg, &mf, err, sizeof err) < 0 ||
 	    rn_check(&rn, err, sizeof err) < 0) {
@@ -144,6 +143,7 @@ int main(int argc, char **argv)
 	} else {
 		status = rn_execute(&rn);
 	}
+out:
 	rn_free(&rn);
 	mf_free(&mf);
 	ld_fini(&reg);

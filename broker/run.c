@@ -207,9 +207,14 @@ static void on_timeout(void *ctx)
 	if (rn->exited) {
 		lg_log(LG_ERROR, "Timeout of %lld s passed while channels were still closing; aborting them",
 		       (long long)rn->mf->timeout);
-		for (int i = 0; i < rn->nchans; i++)
-			if (rn->chans[i].pipe && !rn->chans[i].failed)
-				rn->chans[i].failed = -ETIMEDOUT;
+		for (int i = 0; i < rn->nchans; i++) {
+			struct ch_channel *ch = &rn->chans[i];
+			if (ch->pipe && !ch->failed) {
+				ch->failed = -ETIMEDOUT;
+				lg_log(LG_ERROR, "channel %s (%s): end-of-stream not delivered before the Timeout (is its %s running?)",
+				       ch->pub.alias, ch->pub.uri, ch->pub.mode & NP_WRITE ? "reader" : "writer");
+			}
+		}
 		stop(rn, RN_EXIT_CHANNEL);
 		return;
 	}

@@ -259,6 +259,11 @@ static ssize_t fail(struct nf_reader *r, int err, const char *why)
 	return err;
 }
 
+bool nf_untouched(const struct nf_reader *r)
+{
+	return !r->preamble_ok && r->end == 0;
+}
+
 bool nf_readable(const struct nf_reader *r)
 {
 	if (r->done)

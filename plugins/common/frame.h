@@ -85,6 +85,8 @@ void nf_reader_free(struct nf_reader *r);
  * came), -EBADMSG on a digest mismatch, -EPROTO when the peer does not
  * speak this framing. */
 ssize_t nf_read(struct nf_reader *r, void *out, size_t len);
+/* True when not one byte has come from the peer yet. */
+bool nf_untouched(const struct nf_reader *r);
 /* True when nf_read would return something other than -EAGAIN without
  * any new bytes from the peer. */
 bool nf_readable(const struct nf_reader *r);

@@ -87,6 +87,30 @@ static int fl_validate(const char *address, uint32_t mode, char *err, size_t err
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
+	if ((mode & NP_WRITE) && !framed) {
+		/* A writer creates the file: its directory must take it. */
+		if (stat(path, &st) == 0) {
+			if (access(path, W_OK) < 0) {
+				snprintf(err, errlen, "%.200s: %s", path, strerror(errno));
+				return -errno;
+			}
+		} else {
+			char dir[4096];
+			snprintf(dir, sizeof dir, "%s", path);
+			char *slash = strrchr(dir, '/');
+			if (slash == dir)
+				slash[1] = '\0';
+			else if (slash)
+				*slash = '\0';
+			else
+				snprintf(dir, sizeof dir, ".");
+			if (access(dir, W_OK | X_OK) < 0) {
+				snprintf(err, errlen, "cannot create %.200s: directory %.200s: %s",
+				         path, dir, strerror(errno));
+				return -errno;
+			}
+		}
+	}
 	if (framed && mode == NP_RDWR) {
 		snprintf(err, errlen, "a framed FIFO is read-only or write-only");
 		return -EINVAL;

@@ -264,6 +264,20 @@ static ssize_t ux_read(struct np_pipe *p, void *buf, size_t len)
 			return -EAGAIN;
 	}
 	ssize_t r = nf_read(&u->r, buf, len);
+	if (r == -ECONNRESET && nf_untouched(&u->r)) {
+		/* A connection that left without one byte was no writer (a
+		 * second reader probing whether we are alive, a port check):
+		 * drop it and wait for the real one. */
+		host->watch_fd(p, u->fd, 0);
+		close(u->fd);
+		u->fd = -1;
+		nf_reader_free(&u->r);
+		int rc = nf_reader_init(&u->r, io, u, u->r.etag);
+		if (rc < 0)
+			return rc;
+		try_accept(u);
+		return u->fd >= 0 ? ux_read(p, buf, len) : -EAGAIN;
+	}
 	if (r < 0 && r != -EAGAIN)
 		snprintf(u->err, sizeof u->err, "%s: %s", u->sa.sun_path, u->r.why);
 	if (r <= 0 && r != -EAGAIN && u->fd >= 0)
