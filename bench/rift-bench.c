@@ -168,24 +168,63 @@ static void show_log(const char *what, const char *path)
 		fprintf(stderr, "      %s\n", l);
 }
 
-static void rm_tmpdir(void)
+static void rm_dir(const char *dir)
 {
-	if (!tmpdir[0])
-		return;
-	DIR *d = opendir(tmpdir);
+	DIR *d = opendir(dir);
 	if (d) {
 		struct dirent *e;
 		while ((e = readdir(d))) {
 			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 				continue;
 			char p[PATH_MAX + 256];
-			snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
+			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
 			unlink(p);
 		}
 		closedir(d);
 	}
-	rmdir(tmpdir);
+	rmdir(dir);
+}
+
+static void rm_tmpdir(void)
+{
+	if (tmpdir[0])
+		rm_dir(tmpdir);
 	tmpdir[0] = '\0';
+}
+
+/* Running, and not a zombie nobody reaps. */
+static bool alive(pid_t pid)
+{
+	char path[64], st[512];
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return false;
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	read_file(path, st, sizeof st);
+	char *rp = strrchr(st, ')');
+	return !(rp && rp[1] == ' ' && rp[2] == 'Z');
+}
+
+/* A run killed with SIGKILL leaves its directory: remove those whose
+ * owner (owner.pid inside) is gone. */
+static void rm_stale_tmpdirs(const char *base)
+{
+	DIR *d = opendir(base);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, "rift-bench.", 11) != 0)
+			continue;
+		char dir[PATH_MAX], f[PATH_MAX + 16], buf[32];
+		snprintf(dir, sizeof dir, "%s/%.200s", base, e->d_name);
+		snprintf(f, sizeof f, "%s/owner.pid", dir);
+		read_file(f, buf, sizeof buf);
+		long pid = strtol(buf, NULL, 10);
+		struct stat st;
+		if (pid > 0 && !alive((pid_t)pid) &&
+		    lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid())
+			rm_dir(dir);
+	}
+	if (d)
+		closedir(d);
 }
 
 /* ---- child processes ------------------------------------------------------ */
@@ -989,25 +1028,28 @@ struct rss {
 
 static int run_rss(struct rss *out)
 {
-	char m[PATH_MAX], log[PATH_MAX], empty[PATH_MAX], sink[PATH_MAX], text[4 * PATH_MAX];
+	char m[PATH_MAX], log[PATH_MAX], sink[PATH_MAX], sock[PATH_MAX];
+	char text[5 * PATH_MAX], prog[PATH_MAX + 8];
 	tmp_path(m, sizeof m, "idle.manifest");
 	tmp_path(log, sizeof log, "idle-broker.log");
-	tmp_path(empty, sizeof empty, "empty");
 	tmp_path(sink, sizeof sink, "idle.out");
-	/* Regular files, not /dev/null: the std channels are not what is
-	 * measured, and a file channel is the cheapest there is. */
+	tmp_path(sock, sizeof sock, "idle.sock");
+	quote_arg(prog, sizeof prog, opt.np_reader);
+	/* An idle broker: its program waits on a netpipe read that never
+	 * comes (the reader listens; no writer ever connects). np-reader
+	 * rather than sleep: should the broker die, np-reader reads EOF and
+	 * goes too. A regular file, not /dev/null, for the std channels
+	 * that are not measured. */
 	snprintf(text, sizeof text,
 	         "# rift-bench: row 4, an idle broker\n"
 	         "Version = 20130611\n"
-	         "Program = exec:/bin/sleep 30\n"
+	         "Program = exec:%s\n"
 	         "Memory = 67108864, 0\n"
-	         "Timeout = 40\n"
-	         "Channel = %s, /dev/stdin, 0, 0, 1, 1, 0, 0\n"
+	         "Timeout = 60\n"
+	         "Channel = Netpipe:unix:%s, /dev/stdin, 0, 0, 1000, 65536, 0, 0\n"
 	         "Channel = %s, /dev/stdout, 0, 0, 0, 0, 1000, 65536\n"
-	         "Channel = %s, /dev/stderr, 0, 0, 0, 0, 1000, 65536\n", empty, sink, sink);
-	int rc = write_file(empty, "");
-	if (rc == 0)
-		rc = write_file(m, text);
+	         "Channel = %s, /dev/stderr, 0, 0, 0, 0, 1000, 65536\n", prog, sock, sink, sink);
+	int rc = write_file(m, text);
 	if (rc < 0)
 		return rc;
 	char *argv[] = {opt.broker, "-q", "-m", m, NULL};
@@ -1017,7 +1059,7 @@ static int run_rss(struct rss *out)
 		return rc;
 	pid_t child = 0;
 	double until = now() + 10;
-	while (!(child = child_named(p.pid, "sleep"))) {
+	while (!(child = child_named(p.pid, "np-reader"))) {
 		if (try_reap(&p) || g_stop || now() > until) {
 			warnx("the idle broker did not start its program");
 			kill_procs(&p, 1);
@@ -1036,7 +1078,7 @@ static int run_rss(struct rss *out)
 	out->hwm = (double)status_kb(p.pid, "VmHWM") / 1024;
 	out->rss = (double)rss / 1024;
 	/* SIGTERM: the broker stops its program itself. Should it not, the
-	 * sleep (then ours: rift-bench is a subreaper) is ended too. */
+	 * program (then ours: rift-bench is a subreaper) is ended too. */
 	kill(p.pid, SIGTERM);
 	if (wait_procs(&p, 1, now() + 5) < 0) {
 		kill_procs(&p, 1);
@@ -1492,6 +1534,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	char owner[PATH_MAX], pidtext[32], base[sizeof tmpdir];
+	snprintf(base, sizeof base, "%s", tmpdir);
+	*strrchr(base, '/') = '\0';
+	rm_stale_tmpdirs(base);
+	tmp_path(owner, sizeof owner, "owner.pid");
+	snprintf(pidtext, sizeof pidtext, "%ld\n", (long)getpid());
+	write_file(owner, pidtext);
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
