@@ -758,17 +758,16 @@ out:
 	if (res[1] >= 0)
 		close(res[1]), res[1] = -1;
 	struct xfer_res got[2], *rr = NULL, *ww = NULL;
-	for (int i = 0; i < 2 && read_res(res[0], &got[i]); i++)
+	for (int i = 0; i < 2 && read_res(res[0], &got[i]); i++) {
 		*(got[i].writer ? &ww : &rr) = &got[i];
+		if (got[i].failed) {
+			warnx("%s %s", kind == RAW ? "raw" : "rift", got[i].msg);
+			if (rc == 0)
+				rc = -got[i].failed;
+		}
+	}
 	if (rc == 0 && (!rr || !ww))
 		rc = -EIO, why = "a child died without a result";
-	if (rc == 0 && (rr->failed || ww->failed)) {
-		rc = -(rr->failed ? rr->failed : ww->failed);
-		if (rr->failed)
-			warnx("%s", rr->msg);
-		if (ww->failed)
-			warnx("%s", ww->msg);
-	}
 	if (rc == 0 && rr->bytes != ww->bytes) {
 		warnx("the reader got %llu bytes, the writer sent %llu",
 		      (unsigned long long)rr->bytes, (unsigned long long)ww->bytes);
@@ -1111,7 +1110,7 @@ static void fmt_num(char *out, size_t len, double v, const char *unit)
 }
 
 static int g_failed_rows;
-static int g_missed;
+static int g_passed, g_missed;
 
 /* pass: 1 PASS, 0 MISS, -1 no target; NAN for a figure that is absent. */
 static void print_row(const char *id, const char *what, const char *unit,
@@ -1138,6 +1137,8 @@ static void print_row(const char *id, const char *what, const char *unit,
 	}
 	if (!strcmp(res, "MISS"))
 		g_missed++;
+	else if (!strcmp(res, "PASS"))
+		g_passed++;
 	sp[0] = '\0';
 	if (ours && ours->n > 1 && raw && raw->n > 1)
 		snprintf(sp, sizeof sp, "%.0f%% / %.0f%%", spread(ours), spread(raw));
@@ -1568,6 +1569,8 @@ int main(int argc, char **argv)
 	if (opt.rows & ROW_4 && g_rss.rss > 0)
 		printf("row 4: VmRSS %.2f MiB = anon %.2f + file-backed %.2f (+ shmem); "
 		       "VmHWM %.2f MiB\n", g_rss.rss, g_rss.anon, g_rss.file, g_rss.hwm);
+	printf("targets met: %d of %d%s\n", g_passed, g_passed + g_missed,
+	       g_failed_rows ? "; some rows could not be measured (see above)" : "");
 	if (opt.quick)
 		printf("--quick: tiny single runs; the figures mean nothing.\n");
 	if (g_stop)
