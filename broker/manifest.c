@@ -360,7 +360,7 @@ static int valid_ipv4(const char *s)
 static int key_nameserver(struct mf_ctx *c, int line, const char *v)
 {
 	char b[128], buf[512];
-	struct conn k;
+	struct conn k = {0};
 	int64_t port;
 	const char *form = "udp:<ipv4>:<port> (e.g. 'NameServer = udp:127.0.0.1:54321')";
 
@@ -482,7 +482,7 @@ static int check_uri(struct mf_ctx *c, int line, const char *uri,
 			return mf_fail(c, line, "channel URI '%s' is a ZeroVM 1.x tcp: URI but the "
 			               "Version is 20140509, expected %s", q(uri, b, sizeof b), forms);
 		char *buf = xstrdup(uri);
-		struct conn k;
+		struct conn k = {0};
 		int64_t v;
 		int r = 0;
 		if (!buf)

@@ -28,8 +28,24 @@ static uint32_t get_u32(const unsigned char *p)
 ssize_t nf_fd_writev(int fd, bool is_socket, const struct iovec *iov, int n)
 {
 	if (is_socket) {
-		struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-		ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* Small frames: one copy into one buffer and send(), which is
+		 * measurably cheaper per call than sendmsg() (bench row 2). */
+		unsigned char small[1024];
+		size_t total = 0;
+		for (int i = 0; i < n; i++)
+			total += iov[i].iov_len;
+		ssize_t r;
+		if (n > 1 && total <= sizeof small) {
+			size_t o = 0;
+			for (int i = 0; i < n; i++) {
+				memcpy(small + o, iov[i].iov_base, iov[i].iov_len);
+				o += iov[i].iov_len;
+			}
+			r = send(fd, small, total, MSG_NOSIGNAL | MSG_DONTWAIT);
+		} else {
+			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+			r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
 		if (r < 0)
 			return errno == EWOULDBLOCK ? -EAGAIN :
 			       errno == ECONNRESET ? -EPIPE : -errno;
