@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #define NF_RBUF (128u * 1024u)
+#define NF_DIRECT_MIN (16u * 1024u) /* frames this big are read in place */
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -399,11 +400,22 @@ ssize_t nf_read(struct nf_reader *r, void *outv, size_t len)
 		struct iovec iov[2];
 		int n = 0;
 		size_t direct = 0;
+		size_t ahead = r->cap - r->end;
 		if (r->frame_left && r->start == r->end) {
 			direct = r->frame_left < len ? r->frame_left : len;
 			iov[n++] = (struct iovec){out, direct};
+			/* A large frame: take its payload straight into the
+			 * caller's buffer and only the next header into ours, so
+			 * the bulk of a stream is copied once, as a raw socket's
+			 * is. Small frames keep reading ahead (one syscall for
+			 * many frames). */
+			if (direct < r->frame_left)
+				ahead = 0;
+			else if (direct >= NF_DIRECT_MIN && ahead > NF_HDR)
+				ahead = NF_HDR;
 		}
-		iov[n++] = (struct iovec){r->buf + r->end, r->cap - r->end};
+		if (ahead)
+			iov[n++] = (struct iovec){r->buf + r->end, ahead};
 		ssize_t got = r->io(r->ctx, iov, n);
 		if (got == -EAGAIN)
 			return -EAGAIN;
