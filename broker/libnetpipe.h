@@ -34,7 +34,10 @@ int64_t netpipe_read(netpipe_t *np, void *buf, int32_t len);
 /* All len bytes (or fewer before a failure); blocks while the link is
  * full or no reader is there yet. */
 int64_t netpipe_write(netpipe_t *np, const void *buf, int32_t len);
-/* As lseek(2); -ESPIPE on a stream. */
+/* As lseek(2); -ESPIPE on a stream. A reader may seek where the
+ * transport can (a regular file); a writer writes sequentially (a file
+ * is truncated at open, as by a shell's '>'); an :rw pipe may seek both
+ * ways. */
 int64_t netpipe_seek(netpipe_t *np, int64_t offset, int whence);
 /* Finish cleanly (a writer flushes and sends end-of-stream) and free. */
 int netpipe_close(netpipe_t *np);

@@ -157,6 +157,29 @@ START_TEST(client_end_of_stream_reads_0_again_and_again)
 }
 END_TEST
 
+START_TEST(client_reader_seeks_in_a_file_but_not_in_a_stream)
+{
+	/* A file reader may seek (libnetpipe opens readers random-access);
+	 * a stream cannot, and says -ESPIPE rather than pretending. */
+	it_write_file("input.txt", "0123456789", 10);
+	netpipe_t *f = netpipe_open(it_fmt("Netpipe:file:%s:r", it_path("input.txt")));
+	ck_assert_msg(f != NULL, "netpipe_open: %s", netpipe_error());
+	ck_assert_int_eq(netpipe_seek(f, 6, SEEK_SET), 6);
+	char buf[16];
+	ck_assert_int_eq(netpipe_read(f, buf, sizeof buf), 4);
+	ck_assert_int_eq(memcmp(buf, "6789", 4), 0);
+	ck_assert_int_eq(netpipe_seek(f, -8, SEEK_END), 2);
+	ck_assert_int_eq(netpipe_read(f, buf, 3), 3);
+	ck_assert_int_eq(memcmp(buf, "234", 3), 0);
+	ck_assert_int_eq(netpipe_close(f), 0);
+
+	netpipe_t *s = netpipe_open(it_fmt("Netpipe:unix:%s:r", it_path("s.sock")));
+	ck_assert_msg(s != NULL, "netpipe_open: %s", netpipe_error());
+	ck_assert_int_eq(netpipe_seek(s, 0, SEEK_SET), -ESPIPE);
+	ck_assert_int_eq(netpipe_close(s), 0);
+}
+END_TEST
+
 START_TEST(client_library_errors)
 {
 	errno = 0;
@@ -194,6 +217,7 @@ int main(void)
 		CASE(client_reads_what_a_broker_writes),
 		CASE(broker_reads_what_a_client_writes),
 		CASE(client_library_errors),
+		CASE(client_reader_seeks_in_a_file_but_not_in_a_stream),
 		CASE(client_write_after_reader_left_is_epipe_not_sigpipe),
 		CASE(client_write_after_reader_left_a_fifo_is_epipe_not_sigpipe),
 		CASE(client_end_of_stream_reads_0_again_and_again),
