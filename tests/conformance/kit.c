@@ -618,16 +618,16 @@ struct kp *kp_new(struct kit *k, const char *label, uint32_t mode)
 		return NULL;
 	struct kp *p = calloc(1, sizeof *p);
 	size_t ss = k->pl->state_size ? k->pl->state_size : 1;
-	/* The contract promises alignment "for any type": max_align_t's. Give
-	 * exactly that (16 more than a multiple of 64 on x86-64), so a state
-	 * that needs more (a libsodium hash state wants 64) is caught here by
-	 * UBSan rather than crashing in some broker's allocator; under ASan the
-	 * bytes after state_size are poisoned so an overrun is caught too. */
-	uint8_t *b = calloc(1, ss + 64);
-	size_t a = _Alignof(max_align_t) % 64;
-	size_t off = (size_t)((a - (uintptr_t)b % 64 + 64) % 64);
+	/* The contract promises NP_STATE_ALIGN (64). Give exactly that, not
+	 * more (the state sits 64 bytes past a 128-byte boundary), so a state
+	 * that needs more is caught here by UBSan rather than crashing in some
+	 * broker's allocator; under ASan the bytes after state_size are
+	 * poisoned so an overrun is caught too. */
+	uint8_t *b = calloc(1, ss + 2 * NP_STATE_ALIGN);
+	size_t off = (size_t)((NP_STATE_ALIGN - (uintptr_t)b % (2 * NP_STATE_ALIGN) +
+	                       2 * NP_STATE_ALIGN) % (2 * NP_STATE_ALIGN));
 	ASAN_POISON_MEMORY_REGION(b, off);
-	ASAN_POISON_MEMORY_REGION(b + off + ss, 64 - off);
+	ASAN_POISON_MEMORY_REGION(b + off + ss, 2 * NP_STATE_ALIGN - off);
 	p->state_block = b;
 	p->np.state = b + off;
 	p->np.struct_size = sizeof p->np;

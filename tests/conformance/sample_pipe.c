@@ -53,9 +53,9 @@ struct sp {
 	int etag;
 	struct sockaddr_un sun;
 	char msg[160];            /* for last_error() */
-	/* the digest state, aligned by hand: np_pipe.state is only aligned
-	 * for any basic type, libsodium's state wants 64 bytes */
-	unsigned char hbuf[sizeof(crypto_generichash_state) + 63];
+	/* the digest state: libsodium wants it 64-byte aligned, which
+	 * np_pipe.state is (NP_STATE_ALIGN) */
+	crypto_generichash_state hash;
 
 	/* writer: the preamble or one frame in flight */
 	int end_queued;
@@ -75,7 +75,7 @@ struct sp {
 
 static crypto_generichash_state *hstate(struct sp *s)
 {
-	return (crypto_generichash_state *)(((uintptr_t)s->hbuf + 63) & ~(uintptr_t)63);
+	return &s->hash;
 }
 
 static int fail(struct np_pipe *pipe, int rc, const char *fmt, ...)
