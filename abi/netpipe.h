@@ -372,6 +372,11 @@ struct np_plugin {
 #define NP_PLUGIN_SIZE_1_0 \
 	(offsetof(struct np_plugin, runtime) + sizeof(const void *))
 
+/* The size of the 1.0 np_runtime_ops: shorter is refused, longer is a
+ * newer minor and fine. */
+#define NP_RUNTIME_OPS_SIZE_1_0 \
+	(offsetof(struct np_runtime_ops, stop) + sizeof(void (*)(void)))
+
 typedef const struct np_plugin *(*np_entry_fn)(const struct np_host *host);
 
 #ifdef __cplusplus

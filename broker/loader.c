@@ -130,7 +130,7 @@ static const char *check_plugin(const struct np_plugin *p, char *buf, size_t len
 		          !p->write ? "write" : !p->ready ? "ready" : NULL;
 	} else if (p->kind == NP_KIND_RUNTIME) {
 		const struct np_runtime_ops *r = p->runtime;
-		if (!r || r->struct_size < sizeof *r)
+		if (!r || r->struct_size < NP_RUNTIME_OPS_SIZE_1_0)
 			missing = "runtime";
 		else
 			missing = !r->accepts ? "runtime.accepts" : !r->start ? "runtime.start" :

@@ -134,11 +134,6 @@ int ev_watch(struct ev_loop *l, int fd, uint32_t events, ev_fd_cb cb, void *ctx)
 		.events = to_epoll(events),
 		.data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd,
 	};
-	if (op == EPOLL_CTL_MOD && w->events == events) {
-		w->cb = cb;
-		w->ctx = ctx;
-		return 0;
-	}
 	if (epoll_ctl(l->epfd, op, fd, &ev) < 0) {
 		/* The fd was closed and reused behind our back: start over. */
 		if (errno == ENOENT && op == EPOLL_CTL_MOD &&
@@ -154,6 +149,13 @@ ok:
 	w->ctx = ctx;
 	w->events = events;
 	return 0;
+}
+
+int ev_unwatch(struct ev_loop *l, int fd, void *ctx)
+{
+	if (fd < 0 || fd >= l->nwatches || l->watches[fd].ctx != ctx)
+		return 0; /* not ours (any more): the fd number was reused */
+	return ev_watch(l, fd, 0, NULL, NULL);
 }
 
 void ev_timer_arm(struct ev_loop *l, struct ev_timer *t, int64_t deadline,

@@ -36,6 +36,10 @@ int64_t ev_now_ms(void);
 int ev_watch(struct ev_loop *loop, int fd, uint32_t events, ev_fd_cb cb,
              void *ctx);
 
+/* Remove fd's watch only if ctx still owns it (the number may have been
+ * closed and reused by someone else). */
+int ev_unwatch(struct ev_loop *loop, int fd, void *ctx);
+
 /* Arm t to call cb(ctx) once at deadline (ms, ev_now_ms clock); rearming
  * replaces the deadline. ev_timer_cancel is safe on an idle timer. */
 void ev_timer_arm(struct ev_loop *loop, struct ev_timer *t, int64_t deadline,

@@ -122,6 +122,8 @@ int main(int argc, char **argv)
 			ld_add_dir(&reg, mf.plugin_dirs[i]);
 	}
 	ld_add_default_dirs(&reg);
+	if (!list && !check)
+		rn_block_signals();
 	ld_load_all(&reg);
 	if (list) {
 		list_plugins(&reg);

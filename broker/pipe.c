@@ -229,7 +229,7 @@ void pp_free(struct pp_pipe *p)
 	/* A plugin that forgot to unwatch its fds must not get callbacks on
 	 * a freed pipe. */
 	for (int i = 0; i < p->nfds; i++)
-		ev_watch(p->loop, p->fds[i], 0, NULL, NULL);
+		ev_unwatch(p->loop, p->fds[i], p);
 	ev_timer_cancel(p->loop, &p->timer);
 	ev_timer_cancel(p->loop, &p->linger);
 	ev_unpost(p->loop, p);

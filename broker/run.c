@@ -215,7 +215,7 @@ static void on_timeout(void *ctx)
 				       ch->pub.alias, ch->pub.uri, ch->pub.mode & NP_WRITE ? "reader" : "writer");
 			}
 		}
-		stop(rn, RN_EXIT_CHANNEL);
+		stop(rn, rn->status ? rn->status : RN_EXIT_CHANNEL);
 		return;
 	}
 	lg_log(LG_ERROR, "program exceeded the manifest's Timeout of %lld s; stopped",
@@ -235,17 +235,29 @@ static void on_signal(void *ctx, int fd, uint32_t events)
 	}
 }
 
+static void stop_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+}
+
+void rn_block_signals(void)
+{
+	sigset_t set;
+	stop_signals(&set);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 int rn_execute(struct rn_run *rn)
 {
 	char err[1024];
 	const struct np_runtime_ops *rt = rn->runtime->p->runtime;
 	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == 0 &&
-	    (rn->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) >= 0)
+	stop_signals(&set);
+	if ((rn->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) >= 0)
 		ev_watch(rn->loop, rn->sigfd, NP_IN, on_signal, rn);
 
 	for (int i = 0; i < rn->nchans; i++) {

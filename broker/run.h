@@ -47,6 +47,12 @@ struct rn_run {
 	void *state;
 };
 
+/* Block the signals a run turns into a clean stop (SIGINT, SIGTERM,
+ * SIGHUP, SIGQUIT). Call it before plugins are loaded: threads a plugin
+ * starts in init() inherit the mask, so the signal reaches the loop
+ * instead of killing the broker from another thread. */
+void rn_block_signals(void);
+
 int rn_prepare(struct rn_run *rn, struct ev_loop *loop, struct ld_registry *reg,
                const struct mf_manifest *mf, char *err, size_t errlen);
 int rn_check(struct rn_run *rn, char *err, size_t errlen);

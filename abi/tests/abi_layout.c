@@ -76,6 +76,7 @@ AT(np_run_host, log, 56);
 AT(np_run_host, abort, 64);
 AT(np_runtime_ops, accepts, 8);
 AT(np_runtime_ops, stop, 48);
+_Static_assert(NP_RUNTIME_OPS_SIZE_1_0 == 56, "np_runtime_ops 1.0 is 56 bytes");
 #endif
 
 _Static_assert(NP_MAGIC == 0x3150504eu, "magic is fixed forever");

@@ -147,15 +147,24 @@ static int keep(struct nf_writer *w, const struct iovec *iov, int n, size_t sent
 	return 0;
 }
 
+static int broken(struct nf_writer *w, int err)
+{
+	if (err != -EAGAIN)
+		w->err = err;
+	return err;
+}
+
 int nf_flush(struct nf_writer *w)
 {
+	if (w->err)
+		return w->err;
 	while (nf_pending(w)) {
 		struct iovec v = {w->pend + w->pend_off, w->pend_len - w->pend_off};
 		ssize_t r = w->io(w->ctx, &v, 1);
 		if (r < 0)
-			return (int)r;
+			return broken(w, (int)r);
 		if (r == 0)
-			return -EPIPE;
+			return broken(w, -EPIPE);
 		w->pend_off += (size_t)r;
 	}
 	w->pend_off = w->pend_len = 0;
@@ -181,7 +190,7 @@ static int send_frame(struct nf_writer *w, unsigned char *hdr, size_t hlen,
 		iov[n++] = (struct iovec){(void *)payload, plen};
 	ssize_t r = w->io(w->ctx, iov, n);
 	if (r < 0)
-		return (int)r;
+		return broken(w, (int)r);
 	w->preamble_sent = true;
 	size_t all = 0;
 	for (int i = 0; i < n; i++)
@@ -189,6 +198,21 @@ static int send_frame(struct nf_writer *w, unsigned char *hdr, size_t hlen,
 	if ((size_t)r < all)
 		return keep(w, iov, n, (size_t)r);
 	return 0;
+}
+
+int nf_start(struct nf_writer *w)
+{
+	if (w->preamble_sent)
+		return nf_flush(w);
+	unsigned char pre[NF_PREAMBLE];
+	memcpy(pre, NF_MAGIC, 4);
+	put_u32(pre + 4, w->etag ? 1u : 0u);
+	struct iovec v = {pre, sizeof pre};
+	int rc = keep(w, &v, 1, 0);
+	if (rc < 0)
+		return rc;
+	w->preamble_sent = true;
+	return nf_flush(w);
 }
 
 ssize_t nf_write(struct nf_writer *w, const void *buf, size_t len)

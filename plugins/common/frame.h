@@ -44,6 +44,7 @@ struct nf_writer {
 	int etag;
 	bool preamble_sent;
 	bool end_queued;
+	int err;                      /* sticky -errno once the link failed */
 	crypto_generichash_state *hash; /* 64-byte aligned, ours, when etag */
 	unsigned char *pend;          /* bytes accepted but not yet sent */
 	size_t pend_off, pend_len, pend_cap;
@@ -72,7 +73,12 @@ void nf_writer_free(struct nf_writer *w);
  * is gone, or another -errno. Once a frame has been partly sent, its rest
  * is kept and sent before anything else: frames are never torn. */
 ssize_t nf_write(struct nf_writer *w, const void *buf, size_t len);
-/* Send what is kept: 0 when nothing is left, -EAGAIN, or -errno. */
+/* Send the preamble now (at connect), so that a writer that dies before
+ * its first write still reads as a reset, not as a probe. 0, -EAGAIN
+ * (kept, sent by the next flush) or -errno. */
+int nf_start(struct nf_writer *w);
+/* Send what is kept: 0 when nothing is left, -EAGAIN, or -errno. After a
+ * hard error every call returns it again. */
 int nf_flush(struct nf_writer *w);
 /* Queue END (with the digest when etag) and flush: 0 once it is sent. */
 int nf_end(struct nf_writer *w);

@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -58,6 +60,7 @@ struct ex {
 	struct relay *relays;
 	int nrelays;
 	pid_t pid;
+	pid_t broker_pid;
 	int pidfd;
 	bool reaped;
 	int status;          /* 0-255 for exit(), 128+N for signal N */
@@ -109,6 +112,10 @@ static int split_args(const char *s, char **argv, int max, char *store, size_t s
 		if (q) {
 			snprintf(err, errlen, "unterminated %c quote", q);
 			return -EINVAL;
+		}
+		if (o >= storelen) {
+			snprintf(err, errlen, "command line too long");
+			return -E2BIG;
 		}
 		store[o++] = '\0';
 	}
@@ -404,6 +411,11 @@ static void child(struct ex *x, char **argv, char **envp, const char *path, int 
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setpgid(0, 0);
+	/* Out of the terminal's process group, the child would outlive a
+	 * broker killed by a signal it cannot catch: tie it to the broker. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != x->broker_pid)
+		_exit(127);
 	/* Move every child end above the targets first, so dup2 cannot
 	 * clobber an end that is still to be placed. */
 	int base = 3 + x->nrelays + 16;
@@ -425,6 +437,12 @@ static void child(struct ex *x, char **argv, char **envp, const char *path, int 
 		if (nul < 0 || dup2(nul, 0) < 0)
 			goto fail;
 	}
+	/* Whatever else the broker inherited is not the program's business. */
+	int first_free = 3;
+	for (int i = 0; i < x->nrelays; i++)
+		if (x->relays[i].target >= first_free)
+			first_free = x->relays[i].target + 1;
+	close_range((unsigned)first_free, ~0u, CLOSE_RANGE_CLOEXEC);
 	execve(path, argv, envp);
 fail:;
 	int e = errno;
@@ -510,6 +528,7 @@ static int ex_start(struct np_run *run, const struct np_run_host *rh, char *err,
 			envp[k++] = environ[i];
 	envp[k++] = env;
 	envp[k] = NULL;
+	x->broker_pid = getpid();
 	pid_t pid = fork();
 	if (pid == 0)
 		child(x, argv, envp, path, report[1]);

@@ -134,6 +134,8 @@ static ssize_t fifo_io(void *ctx, const struct iovec *iov, int n)
 	return r;
 }
 
+static void want_out(struct fl *f, bool on);
+
 static int open_writer_end(struct fl *f)
 {
 	int fd = open(f->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
@@ -147,6 +149,8 @@ static int open_writer_end(struct fl *f)
 		else if (rc < 0)
 			return set_err(f, rc, "watch");
 		host->watch_fd(f->pipe, fd, 0);
+		if (f->framed && nf_start(&f->w) == -EAGAIN)
+			want_out(f, true); /* the preamble: "a writer is here" */
 		return 0;
 	}
 	if (errno == ENXIO || (errno == ENOENT && f->framed)) {
@@ -269,8 +273,10 @@ static uint32_t fl_ready(struct np_pipe *p)
 	if (out && f->framed && nf_pending(&f->w)) {
 		/* Bytes a write accepted must go out without another write. */
 		int rc = nf_flush(&f->w);
-		if (rc < 0 && rc != -EAGAIN)
+		if (rc < 0 && rc != -EAGAIN) {
+			want_out(f, false); /* don't spin on a dead FIFO */
 			return NP_ERR | NP_OUT;
+		}
 		/* Keep the NP_OUT watch while a write waits. */
 		want_out(f, f->write_waits || nf_pending(&f->w));
 		if (nf_pending(&f->w))
@@ -336,9 +342,13 @@ static ssize_t fl_write(struct np_pipe *p, const void *buf, size_t len)
 		r = nf_fd_writev(f->fd, false, &v, 1);
 	}
 	f->write_waits = r == -EAGAIN;
+	if (r < 0 && r != -EAGAIN) {
+		want_out(f, false); /* a failed link must not keep us awake */
+		if (r == -EPIPE)
+			snprintf(f->err, sizeof f->err, "%.160s: the reader went away", f->path);
+		return r;
+	}
 	want_out(f, f->write_waits || (f->framed && nf_pending(&f->w)));
-	if (r == -EPIPE)
-		snprintf(f->err, sizeof f->err, "%.160s: the reader went away", f->path);
 	return r;
 }
 

@@ -156,6 +156,8 @@ static int ux_open(struct np_pipe *p, const struct np_open_args *a)
 }
 
 /* Writer: one connect attempt; on "no reader yet" retry later. */
+static void want_out(struct ux *u, bool on);
+
 static void try_connect(struct ux *u)
 {
 	if (u->fd >= 0 || u->gave_up)
@@ -163,6 +165,10 @@ static void try_connect(struct ux *u)
 	int fd = new_socket();
 	if (fd >= 0 && connect(fd, (struct sockaddr *)&u->sa, sizeof u->sa) == 0) {
 		u->fd = fd;
+		/* The preamble says "a writer is here" at once: one that dies
+		 * before its first write then reads as a reset. */
+		if (nf_start(&u->w) == -EAGAIN)
+			want_out(u, true);
 		return;
 	}
 	int e = fd < 0 ? -fd : errno;
@@ -243,8 +249,10 @@ static uint32_t ux_ready(struct np_pipe *p)
 	if (nf_pending(&u->w)) {
 		/* Bytes a write accepted must go out without another write. */
 		int rc = nf_flush(&u->w);
-		if (rc < 0 && rc != -EAGAIN)
+		if (rc < 0 && rc != -EAGAIN) {
+			want_out(u, false); /* a dead link stays writable-ish: don't spin */
 			return NP_ERR | NP_OUT; /* the next write reports it */
+		}
 		/* Keep the NP_OUT watch while a write waits, or the writer
 		 * would never hear that the link drained. */
 		want_out(u, u->write_waits || nf_pending(&u->w));
@@ -301,6 +309,8 @@ static ssize_t ux_write(struct np_pipe *p, const void *buf, size_t len)
 	}
 	ssize_t r = nf_write(&u->w, buf, len);
 	u->write_waits = r == -EAGAIN;
+	if (r < 0 && r != -EAGAIN)
+		want_out(u, false);
 	/* Turn the NP_OUT watch on when needed, and off only lazily in
 	 * ready(): a busy writer fills the socket again and again, and two
 	 * epoll_ctl calls per fill were most of its overhead (bench row 1). */
