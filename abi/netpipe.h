@@ -95,6 +95,9 @@ extern "C" {
 /* ctl() op numbers: the core's below NP_CTL_PRIVATE, plugins' from it on. */
 #define NP_CTL_PRIVATE 1000
 #define NP_CTL_FDS     1 /* arg: int[2]; the fds a caller may poll, or -1 */
+#define NP_CTL_PENDING 2 /* arg: NULL; returns how many bytes writes accepted
+                            that the plugin still holds (0: none), or the
+                            -errno that keeps them from going */
 
 /* The channel types of a ZeroVM manifest (np_open_args.type). */
 #define NP_TYPE_SEQ_SEQ  0 /* sequential reads, sequential writes */
@@ -242,9 +245,12 @@ struct np_runtime_ops {
 	 * else 0. Must not open or start anything. */
 	int (*accepts)(const char *program);
 
-	/* Check the Program value without starting anything (broker --check).
-	 * 0 or -errno with a message in err. Optional. */
-	int (*validate)(const char *program, char *err, size_t errlen);
+	/* Check the Program value without starting anything (broker --check,
+	 * and before every run opens a channel). manifest is the manifest's
+	 * path, for resolving relative paths. 0 or -errno with a message in
+	 * err. Optional. */
+	int (*validate)(const char *program, const char *manifest, char *err,
+	                size_t errlen);
 
 	/* Start the program. 0, or -errno with a message in err. */
 	int (*start)(struct np_run *run, const struct np_run_host *rh,

@@ -97,8 +97,17 @@ int ch_validate(struct ch_channel *ch, const char *path, char *err, size_t errle
 static void on_pipe(void *owner, struct pp_pipe *p)
 {
 	struct ch_channel *ch = owner;
-	if (ch->notify && !ch->closing)
-		ch->notify(ch->ctx, ch, pp_ready(p));
+	if (!ch->notify || ch->closing)
+		return;
+	uint32_t ev = pp_ready(p);
+	ch->read_blocked = false;
+	ch->notify(ch->ctx, ch, ev);
+	/* Readable, but the runtime did not read it down to -EAGAIN (its
+	 * program is not taking input now): hold the fd off the loop until
+	 * the next read, or a level-triggered fd spins the broker. */
+	if ((ev & NP_IN) && !ch->read_blocked && ch->pipe && !ch->closing &&
+	    !(ch->pub.mode & NP_WRITE))
+		pp_pause(ch->pipe);
 }
 
 static void kick(void *ctx)
@@ -156,7 +165,10 @@ ssize_t ch_read(struct ch_channel *ch, void *buf, size_t len)
 		return over_quota(ch, "read", ch->pub.get_size, "bytes");
 	if ((int64_t)len > ch->pub.get_size - ch->rbytes)
 		len = (size_t)(ch->pub.get_size - ch->rbytes);
+	pp_resume(ch->pipe);
 	ssize_t r = pp_read(ch->pipe, buf, len);
+	if (r == -EAGAIN)
+		ch->read_blocked = true;
 	if (r > 0) {
 		ch->nreads++;
 		ch->rbytes += r;

@@ -32,6 +32,7 @@ struct ch_channel {
 	int failed;                  /* first hard failure, -errno, or 0 */
 	bool quota_logged;
 	bool closing;                /* close requested */
+	bool read_blocked;           /* a read returned -EAGAIN since notify */
 	void (*notify)(void *ctx, struct ch_channel *ch, uint32_t events);
 	void *ctx;
 	void (*closed)(void *ctx, struct ch_channel *ch);

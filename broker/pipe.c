@@ -17,8 +17,12 @@ struct pp_pipe {
 	struct ev_loop *loop;
 	struct ev_timer timer;       /* the plugin's set_timer */
 	struct ev_timer linger;      /* pp_close_async's deadline */
-	int *fds;                    /* fds the plugin watches */
+	struct pp_fd {
+		int fd;
+		uint32_t events;
+	} *fds;                      /* fds the plugin watches, and for what */
 	int nfds, capfds;
+	bool paused;                 /* watches held off the loop */
 	pp_notify_fn notify;
 	void *owner;
 	bool closing;                /* closing in the background */
@@ -53,7 +57,7 @@ int pp_host_watch_fd(struct np_pipe *pub, int fd, uint32_t events)
 {
 	struct pp_pipe *p = of(pub);
 	int i;
-	for (i = 0; i < p->nfds && p->fds[i] != fd; i++)
+	for (i = 0; i < p->nfds && p->fds[i].fd != fd; i++)
 		;
 	events &= NP_IN | NP_OUT;
 	if (events == 0) {
@@ -64,15 +68,40 @@ int pp_host_watch_fd(struct np_pipe *pub, int fd, uint32_t events)
 	if (i == p->nfds) {
 		if (p->nfds == p->capfds) {
 			int n = p->capfds ? p->capfds * 2 : 4;
-			int *v = realloc(p->fds, (size_t)n * sizeof *v);
+			struct pp_fd *v = realloc(p->fds, (size_t)n * sizeof *v);
 			if (!v)
 				return -ENOMEM;
 			p->fds = v;
 			p->capfds = n;
 		}
-		p->fds[p->nfds++] = fd;
+		p->nfds++;
+	}
+	p->fds[i] = (struct pp_fd){fd, events};
+	if (p->paused) {
+		/* Check that the loop would take it, then keep it held off. */
+		int rc = ev_watch(p->loop, fd, events, on_fd, p);
+		ev_unwatch(p->loop, fd, p);
+		return rc;
 	}
 	return ev_watch(p->loop, fd, events, on_fd, p);
+}
+
+void pp_pause(struct pp_pipe *p)
+{
+	if (p->paused)
+		return;
+	p->paused = true;
+	for (int i = 0; i < p->nfds; i++)
+		ev_unwatch(p->loop, p->fds[i].fd, p);
+}
+
+void pp_resume(struct pp_pipe *p)
+{
+	if (!p->paused)
+		return;
+	p->paused = false;
+	for (int i = 0; i < p->nfds; i++)
+		ev_watch(p->loop, p->fds[i].fd, p->fds[i].events, on_fd, p);
 }
 
 void pp_host_wake(struct np_pipe *pub)
@@ -229,7 +258,7 @@ void pp_free(struct pp_pipe *p)
 	/* A plugin that forgot to unwatch its fds must not get callbacks on
 	 * a freed pipe. */
 	for (int i = 0; i < p->nfds; i++)
-		ev_unwatch(p->loop, p->fds[i], p);
+		ev_unwatch(p->loop, p->fds[i].fd, p);
 	ev_timer_cancel(p->loop, &p->timer);
 	ev_timer_cancel(p->loop, &p->linger);
 	ev_unpost(p->loop, p);
@@ -277,6 +306,7 @@ void pp_close_async(struct pp_pipe *p, int64_t linger_ms, pp_closed_fn done,
 	p->closed = done;
 	p->closed_ctx = ctx;
 	p->notify = NULL;
+	pp_resume(p); /* closing needs its events */
 	int rc = pp_close(p, 0);
 	if (rc != -EAGAIN) {
 		finish_close(p, rc);

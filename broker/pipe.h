@@ -40,6 +40,13 @@ const char *pp_error(struct pp_pipe *p, int rc);
 const char *pp_label(const struct pp_pipe *p);
 struct ld_plugin *pp_plugin(const struct pp_pipe *p);
 
+/* Hold the pipe's fd watches off the loop, and put them back. An owner
+ * pauses a readable pipe it is not reading, so a level-triggered fd does
+ * not wake the loop again and again; its next read resumes. Timers and
+ * wakes still arrive. */
+void pp_pause(struct pp_pipe *p);
+void pp_resume(struct pp_pipe *p);
+
 /* Close once: 0 when done, -EAGAIN while a clean close is still flushing
  * (call again after the next notify), other -errno on failure. After
  * anything but -EAGAIN, pp_free() the pipe. */

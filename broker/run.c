@@ -63,7 +63,7 @@ int rn_check(struct rn_run *rn, char *err, size_t errlen)
 	const struct np_runtime_ops *rt = rn->runtime->p->runtime;
 	char why[512] = "";
 	if (rt->validate) {
-		int rc = rt->validate(rn->mf->program, why, sizeof why);
+		int rc = rt->validate(rn->mf->program, rn->mf->path, why, sizeof why);
 		if (rc < 0) {
 			snprintf(err, errlen, "%s:%d: Program: %s", rn->mf->path,
 			         rn->mf->program_line, why[0] ? why : strerror(-rc));
@@ -218,7 +218,7 @@ static void on_timeout(void *ctx)
 		stop(rn, rn->status ? rn->status : RN_EXIT_CHANNEL);
 		return;
 	}
-	lg_log(LG_ERROR, "program exceeded the manifest's Timeout of %lld s; stopped",
+	lg_log(LG_ERROR, "the run exceeded the manifest's Timeout of %lld s; stopped",
 	       (long long)rn->mf->timeout);
 	stop(rn, RN_EXIT_TIMEOUT);
 }

@@ -169,18 +169,15 @@ static int ex_accepts(const char *program)
 	return strncmp(program, "exec:", 5) == 0;
 }
 
-static int ex_validate(const char *program, char *err, size_t errlen)
+static int ex_validate(const char *program, const char *manifest, char *err,
+                       size_t errlen)
 {
 	char store[8192], path[PATH_MAX];
 	char *argv[MAX_ARGS];
 	int rc = split_args(program + 5, argv, MAX_ARGS, store, sizeof store, err, errlen);
 	if (rc < 0)
 		return rc;
-	/* --check has no manifest path here: relative paths are checked at
-	 * start(); absolute and $PATH ones now. */
-	if (argv[0][0] != '/' && strchr(argv[0], '/'))
-		return 0;
-	return resolve(NULL, argv[0], path, sizeof path, err, errlen);
+	return resolve(manifest, argv[0], path, sizeof path, err, errlen);
 }
 
 /* ---- relaying ---- */
@@ -221,7 +218,13 @@ static void finish(struct ex *x, struct relay *r)
 /* netpipe -> child */
 static void pump_in(struct ex *x, struct relay *r)
 {
-	for (int guard = 0; guard < 64 && !r->finished; guard++) {
+	for (int guard = 0; !r->finished; guard++) {
+		if (guard == 64) {
+			/* Fairness: give the loop back, and be called again as
+			 * soon as the child's pipe takes more. */
+			watch(x, r, NP_OUT);
+			return;
+		}
 		if (r->off < r->len) {
 			ssize_t w = write(r->fd, r->buf + r->off, r->len - r->off);
 			if (w < 0 && errno == EAGAIN) {
@@ -577,6 +580,9 @@ static int ex_start(struct np_run *run, const struct np_run_host *rh, char *err,
 static void ex_stop(struct np_run *run)
 {
 	struct ex *x = run->state;
+	if (x->reaped && !x->exited_reported)
+		x->rh->log(run, NP_LOG_ERROR, "the program had exited with status %d; "
+		           "its output was still draining into a channel nobody read", x->status);
 	if (!x->reaped && x->pid > 0) {
 		kill(-x->pid, SIGKILL);
 		kill(x->pid, SIGKILL);

@@ -41,6 +41,8 @@ struct fl {
 	bool framed, created, append, watching_out;
 	bool always_ready;       /* regular file, or a device epoll refuses */
 	bool write_waits;        /* the last write returned -EAGAIN */
+	bool truncate_due;       /* sequential writer: empty the file first,
+	                            but not if the run never starts */
 	int eof;                 /* raw stream reader: 1 at EOF */
 	int64_t retry_ms;
 	char path[4096];
@@ -239,7 +241,7 @@ static int fl_open(struct np_pipe *p, const struct np_open_args *a)
 	if (f->append)
 		flags |= O_APPEND;
 	else if (!(a->type & 2) && a->mode == NP_WRITE)
-		flags |= O_TRUNC;
+		f->truncate_due = true; /* at the first write or a clean close */
 	int fd = open(f->path, flags, 0666);
 	if (fd < 0)
 		return set_err(f, -errno, "open");
@@ -324,11 +326,24 @@ static ssize_t fl_read(struct np_pipe *p, void *buf, size_t len)
 	return r;
 }
 
+/* A sequential writer replaces the file, but only once the run really
+ * writes or ends cleanly: a run that fails to start destroys nothing. */
+static int truncate_now(struct fl *f)
+{
+	if (!f->truncate_due)
+		return 0;
+	f->truncate_due = false;
+	return ftruncate(f->fd, 0) < 0 ? set_err(f, -errno, "truncate") : 0;
+}
+
 static ssize_t fl_write(struct np_pipe *p, const void *buf, size_t len)
 {
 	struct fl *f = p->state;
 	if (!(f->mode & NP_WRITE))
 		return -EBADF;
+	int trc = truncate_now(f);
+	if (trc < 0)
+		return trc;
 	if (f->fd < 0) {
 		int rc = open_writer_end(f);
 		if (rc < 0)
@@ -389,6 +404,8 @@ static int fl_close(struct np_pipe *p, uint32_t flags)
 {
 	struct fl *f = p->state;
 	int result = 0;
+	if (!(flags & NP_CLOSE_ABORT) && f->fd >= 0)
+		result = truncate_now(f); /* wrote nothing: the output is empty */
 	if (!(flags & NP_CLOSE_ABORT) && f->mode == NP_WRITE && f->kind != K_REG) {
 		/* A clean close delivers EOF even when nothing was written:
 		 * wait for a reader to open the FIFO, like a write would. */
@@ -419,6 +436,15 @@ static int fl_close(struct np_pipe *p, uint32_t flags)
 	nf_writer_free(&f->w);
 	nf_reader_free(&f->r);
 	return result;
+}
+
+static int fl_ctl(struct np_pipe *p, int op, void *arg)
+{
+	struct fl *f = p->state;
+	(void)arg;
+	if (op == NP_CTL_PENDING) /* held bytes, or why they cannot go */
+		return f->w.err ? f->w.err : (int)(f->w.pend_len - f->w.pend_off);
+	return -ENOTTY;
 }
 
 static const char *fl_last_error(struct np_pipe *p)
@@ -455,6 +481,7 @@ static const struct np_plugin plugin = {
 	.tell = fl_tell,
 	.truncate = fl_truncate,
 	.ready = fl_ready,
+	.ctl = fl_ctl,
 	.last_error = fl_last_error,
 };
 

@@ -355,6 +355,15 @@ static int ux_close(struct np_pipe *p, uint32_t flags)
 	return result;
 }
 
+static int ux_ctl(struct np_pipe *p, int op, void *arg)
+{
+	struct ux *u = p->state;
+	(void)arg;
+	if (op == NP_CTL_PENDING) /* held bytes, or why they cannot go */
+		return u->w.err ? u->w.err : (int)(u->w.pend_len - u->w.pend_off);
+	return -ENOTTY;
+}
+
 static const char *ux_last_error(struct np_pipe *p)
 {
 	struct ux *u = p->state;
@@ -386,6 +395,7 @@ static const struct np_plugin plugin = {
 	.read = ux_read,
 	.write = ux_write,
 	.ready = ux_ready,
+	.ctl = ux_ctl,
 	.last_error = ux_last_error,
 };
 
