@@ -958,6 +958,110 @@ START_TEST(plugin_dir_given_twice_loads_once)
 }
 END_TEST
 
+
+/* ---- found by review: each fails if its fix is reverted ---- */
+
+START_TEST(writer_killed_before_its_first_byte_is_a_reset_not_a_wait)
+{
+	/* The writer connects, then its program dies before writing a byte.
+	 * That is a writer that vanished (rule 5), not a probe to ignore:
+	 * the reader must fail at once, not sit until its Timeout. */
+	const char *np = unix_pipe("pipe.sock");
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np, NULL);
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "PROGRAM", "exec:/bin/sh -c 'sleep 1; kill -9 $$'", NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	ck_assert_msg(it_wait_exists("pipe.sock", IT_POLL_MS), "the reader never listened:\n%s",
+	              it_log(r));
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	it_assert_exit(w, 128 + SIGKILL);
+	it_assert_exit(r, 3);
+	it_assert_log(r, "without closing");
+}
+END_TEST
+
+static bool past(void *deadline)
+{
+	return it_now_ms() >= *(int64_t *)deadline;
+}
+
+/* user + system CPU of a running process, in clock ticks. */
+static long cpu_ticks(pid_t pid)
+{
+	char stat[1024] = "";
+	FILE *f = fopen(it_fmt("/proc/%d/stat", (int)pid), "r");
+	ck_assert_msg(f != NULL, "the reader broker (pid %d) is gone", (int)pid);
+	size_t n = fread(stat, 1, sizeof stat - 1, f);
+	fclose(f);
+	stat[n] = '\0';
+	const char *p = strrchr(stat, ')');
+	long utime = 0, stime = 0;
+	ck_assert_msg(p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld",
+	                          &utime, &stime) == 2, "cannot parse /proc/%d/stat", (int)pid);
+	return utime + stime;
+}
+
+START_TEST(broker_idles_while_its_program_takes_no_input)
+{
+	/* 20 MB arrive while the program sleeps: the broker must wait for it
+	 * quietly, not spin on a readable socket nobody reads. */
+	const char *np = unix_pipe("pipe.sock");
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "PROGRAM", "exec:/bin/sh -c 'sleep 3; cat >/dev/null'", NULL);
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "PROGRAM", "exec:/bin/sh -c 'head -c 20000000 /dev/zero'",
+	                             NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	int64_t until = it_now_ms() + 2000;
+	it_poll_until(past, &until, 3000);
+	long ticks = cpu_ticks(r->pid);
+	long hz = sysconf(_SC_CLK_TCK);
+	ck_assert_msg(ticks < hz / 2, "the reader broker used %ld ms of CPU in 2 s while its "
+	              "program read nothing", ticks * 1000 / hz);
+	it_assert_exit(w, 0);
+	it_assert_exit(r, 0);
+}
+END_TEST
+
+START_TEST(missing_relative_program_is_refused_before_outputs_are_touched)
+{
+	it_write_file("keep.txt", "precious", 8);
+	const char *m = it_manifest("run.manifest", "run", "PROGRAM", "exec:./no-such-program",
+	                            "OUTPUT", it_path("keep.txt"), NULL);
+	char *argv[] = {getenv("BROKER"), "-P", getenv("RIFT_PLUGINS"), "--check", "-m",
+	                (char *)m, NULL};
+	struct it_proc *c = it_spawn("broker --check", argv);
+	it_assert_exit(c, 2);
+	it_assert_log(c, "no-such-program");
+	struct it_proc *b = it_broker("broker", m, NULL);
+	it_assert_exit(b, 2);
+	size_t len;
+	char *kept = it_read_file("keep.txt", &len);
+	ck_assert_msg(len == 8 && memcmp(kept, "precious", 8) == 0,
+	              "a run that never started emptied its output file (%zu bytes left)", len);
+}
+END_TEST
+
+START_TEST(program_line_filling_the_argument_store_is_refused)
+{
+	/* "/bin/echo", one argument that fills the rest of exec's 8 KiB
+	 * argument store exactly, then an empty one: its terminator once
+	 * landed one byte past the store. */
+	char *arg = malloc(8182);
+	memset(arg, 'a', 8181);
+	arg[8181] = '\0';
+	const char *m = it_manifest("run.manifest", "run", "PROGRAM",
+	                            it_fmt("exec:/bin/echo %s ''", arg), NULL);
+	free(arg);
+	char *argv[] = {getenv("BROKER"), "-P", getenv("RIFT_PLUGINS"), "--check", "-m",
+	                (char *)m, NULL};
+	struct it_proc *c = it_spawn("broker --check", argv);
+	it_assert_exit(c, 2);
+	it_assert_log(c, "too long");
+}
+END_TEST
+
 struct it_case {
 	const char *name;
 	const TTest *test;
@@ -991,6 +1095,10 @@ int main(void)
 		CASE(std_channel_shares_the_brokers_stderr_file),
 		CASE(char_device_input),
 		CASE(plugin_dir_given_twice_loads_once),
+		CASE(writer_killed_before_its_first_byte_is_a_reset_not_a_wait),
+		CASE(broker_idles_while_its_program_takes_no_input),
+		CASE(missing_relative_program_is_refused_before_outputs_are_touched),
+		CASE(program_line_filling_the_argument_store_is_refused),
 		CASE(two_brokers_move_a_file_over_a_framed_fifo),
 		CASE(killed_writer_broker_over_a_framed_fifo_is_not_eof),
 		CASE(second_writer_is_turned_away),

@@ -180,6 +180,47 @@ START_TEST(client_reader_seeks_in_a_file_but_not_in_a_stream)
 }
 END_TEST
 
+START_TEST(client_write_returns_only_once_the_bytes_left_the_plugin)
+{
+	/* Request/response: 30 MB of request, then wait for the answer. If
+	 * netpipe_write returned while the plugin still held part of a frame,
+	 * the request would never end and the answer never come. */
+	const char *req = it_path("req.sock"), *rsp = it_path("rsp.sock");
+	const char *m = it_manifest("server.manifest", "run", "INPUT",
+	                            it_fmt("Netpipe:unix:%s", req), "OUTPUT",
+	                            it_fmt("Netpipe:unix:%s", rsp), "PROGRAM",
+	                            "exec:/bin/sh -c 'head -c 30000000 >/dev/null; echo done'",
+	                            NULL);
+	struct it_proc *b = it_broker("server broker", m, NULL);
+	netpipe_t *w = netpipe_open(it_fmt("Netpipe:unix:%s:w", req));
+	netpipe_t *r = netpipe_open(it_fmt("Netpipe:unix:%s:r", rsp));
+	ck_assert_msg(w && r, "netpipe_open: %s", netpipe_error());
+	netpipe_set_timeout(w, IT_POLL_MS);
+	netpipe_set_timeout(r, IT_POLL_MS);
+	static char chunk[1 << 20];
+	for (int32_t left = 30000000; left > 0;) {
+		int32_t n = left < (int32_t)sizeof chunk ? left : (int32_t)sizeof chunk;
+		ck_assert_msg(netpipe_write(w, chunk, n) == n, "netpipe_write: %s", netpipe_error());
+		left -= n;
+	}
+	char answer[16] = "";
+	int64_t got = 0, n;
+	/* Read to the end of the stream before closing: an early close would
+	 * leave the server's end-of-stream nobody to go to. */
+	while ((n = netpipe_read(r, answer + got, (int32_t)(sizeof answer - 1 - got))) > 0)
+		got += n;
+	ck_assert_msg(n == 0 && got == 5 && memcmp(answer, "done\n", 5) == 0,
+	              "the answer never came whole (%lld bytes, last read %lld: %s)",
+	              (long long)got, (long long)n, n < 0 ? netpipe_error() : answer);
+	/* The server read exactly the request and may be gone already: the
+	 * request's end-of-stream then meets no reader (-EPIPE, rule 4). */
+	int wc = netpipe_close(w);
+	ck_assert_msg(wc == 0 || wc == -EPIPE, "netpipe_close(request): %d", wc);
+	ck_assert_int_eq(netpipe_close(r), 0);
+	it_assert_exit(b, 0);
+}
+END_TEST
+
 START_TEST(client_library_errors)
 {
 	errno = 0;
@@ -217,6 +258,7 @@ int main(void)
 		CASE(client_reads_what_a_broker_writes),
 		CASE(broker_reads_what_a_client_writes),
 		CASE(client_library_errors),
+		CASE(client_write_returns_only_once_the_bytes_left_the_plugin),
 		CASE(client_reader_seeks_in_a_file_but_not_in_a_stream),
 		CASE(client_write_after_reader_left_is_epipe_not_sigpipe),
 		CASE(client_write_after_reader_left_a_fifo_is_epipe_not_sigpipe),
