@@ -60,6 +60,11 @@ size_t nm_end(struct nm_stream *s, unsigned char out[NF_HDR + NF_DIGEST]);
 struct nm_cursor {
 	const unsigned char *p, *end;
 };
+/* nm_begin: 0, or the stream's sticky -errno (-EPROTO for a first message
+ * that is not the preamble, or an empty message). A message that comes
+ * after END is ignored (an empty cursor). Each message must hold whole
+ * frames: a transport that receives a frame in several parts (zmq
+ * multipart) joins them first. */
 int nm_begin(struct nm_stream *s, struct nm_cursor *c, const void *msg, size_t len);
 int nm_next(struct nm_stream *s, struct nm_cursor *c, const unsigned char **payload,
             size_t *plen);
