@@ -140,6 +140,33 @@ START_TEST(etag_reader_rejects_a_stream_without_digest)
 }
 END_TEST
 
+START_TEST(reversed_rendezvous_the_writer_listens)
+{
+	/* listen=writer: the writer binds, the reader connects and retries.
+	 * Start the reader first to show it waits for the writer to appear. */
+	const char *in = it_random_file("input.bin", 4 * MiB);
+	const char *np = it_fmt("Netpipe:unix:%s?listen=writer", it_path("pipe.sock"));
+	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE", np,
+	                             "PROGRAM", it_fmt("exec:/bin/sh -c 'touch %s; exec cat'",
+	                                               it_path("reader-started")),
+	                             NULL);
+	const char *wm = it_manifest("writer.manifest", "netpipe-writer", "NETPIPE", np,
+	                             "INPUT", in, NULL);
+	struct it_proc *r = it_broker("reader broker", rm, NULL);
+	ck_assert_msg(it_wait_exists("reader-started", IT_POLL_MS),
+	              "the reader broker never started its program; its stderr:\n%s", it_log(r));
+	ck_assert_msg(it_running(r) && !it_exists("pipe.sock"),
+	              "the reader must wait for a listening writer and bind nothing:\n%s",
+	              it_log(r));
+	struct it_proc *w = it_broker("writer broker", wm, NULL);
+	it_assert_exit(w, 0);
+	it_assert_exit(r, 0);
+	ck_assert_msg(it_files_equal("reader.output", in), "the reader's output differs");
+	ck_assert_msg(!it_exists("pipe.sock") && !it_exists("pipe.sock.lock"),
+	              "the listening writer left its socket or lock file behind");
+}
+END_TEST
+
 START_TEST(killed_writer_broker_is_not_eof)
 {
 	const char *np = unix_pipe("pipe.sock");
@@ -1095,6 +1122,7 @@ int main(void)
 		CASE(std_channel_shares_the_brokers_stderr_file),
 		CASE(char_device_input),
 		CASE(plugin_dir_given_twice_loads_once),
+		CASE(reversed_rendezvous_the_writer_listens),
 		CASE(writer_killed_before_its_first_byte_is_a_reset_not_a_wait),
 		CASE(broker_idles_while_its_program_takes_no_input),
 		CASE(missing_relative_program_is_refused_before_outputs_are_touched),
