@@ -1444,7 +1444,7 @@ int main(int argc, char **argv)
 	              : opt.quick ? 20
 	              : opt.seconds > 0 ? 60 + 10 * opt.seconds : 600;
 	/* Row 3 is count-bound: leave room for a slow round trip (1 ms). */
-	if (timeout <= 0 && (opt.rows & ROW_3))
+	if (timeout <= 0 && !opt.quick && (opt.rows & ROW_3))
 		opt.timeout = fmax(opt.timeout, 30 + (double)(opt.round_trips + opt.warmup) / 1000);
 
 	if (find_plugins() < 0)
