@@ -403,8 +403,12 @@ static int end_open(struct end *e, enum kind kind, enum lib lib, int port, bool 
 	if (kind == OURS) {
 		char desc[96];
 		snprintf(desc, sizeof desc, "Netpipe:%s:%s:%c", lib_name[lib], url, reader ? 'r' : 'w');
-		if (!(e->np = netpipe_open(desc)))
-			return end_fail(e, errno, desc, netpipe_error());
+		if (!(e->np = netpipe_open(desc))) {
+			/* netpipe_error() alone: the table shows it as the reason. */
+			int err = errno;
+			snprintf(e->why, sizeof e->why, "%s", netpipe_error());
+			return -(err ? err : EIO);
+		}
 		netpipe_set_timeout(e->np, ms);
 		return 0;
 	}
