@@ -1,0 +1,138 @@
+#!/bin/sh
+# two_brokers.sh - two brokers, as processes, moving a file over nng.
+#
+#   1. tcp on 127.0.0.1: the writer broker starts first (it must wait for
+#      the reader and connect by itself), Program = exec:/bin/cat on both
+#      sides; the output must equal the input (cmp).
+#   2. the same over ipc://, with the reader started first and etag = 1 on
+#      both channels (the end-of-stream carries the digest).
+#   3. the same over tcp with ?listen=writer (the writer listens).
+#   4. SIGKILL of the writer broker mid-stream: the reader broker must exit
+#      3 (its channel failed: the writer vanished, which is not EOF), and
+#      what it passed on must be a prefix of what the writer sent.
+#
+# Only loopback. Every wait is bounded (timeout(1)); the one handshake (the
+# reader's program has seen the first byte) goes through a FIFO, not a
+# sleep. Processes and files are removed on every exit path.
+#
+# Environment (meson.build sets it): BROKER, RIFT_PLUGINS (the build's
+# plugins directory). Exit 77 (skipped) without python3 (to find a free
+# port), timeout, cmp or setsid.
+set -eu
+
+fail() { echo "nng-two-brokers: FAIL: $*" >&2; exit 1; }
+say() { echo "nng-two-brokers: $*"; }
+
+: "${BROKER:?set by meson.build}" "${RIFT_PLUGINS:?}"
+for tool in python3 timeout cmp setsid mkfifo; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "nng-two-brokers: SKIP: no $tool"; exit 77; }
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/rift-nng.XXXXXX")
+PIDS=""
+cleanup() {
+	for p in $PIDS; do
+		kill -9 -- "-$p" 2>/dev/null || true
+		kill -9 "$p" 2>/dev/null || true
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+case $T in *[,\;:\ ]*) fail "temp dir $T has a character descriptors cannot hold" ;; esac
+unset RIFT_PLUGIN_PATH RIFT_LOG
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# manifest FILE PROGRAM STDIN-URI STDOUT-URI ETAG
+manifest() {
+	cat >"$1" <<MANIFEST
+Version = 20130611
+Program = $2
+Memory = 67108864, 0
+Timeout = 60
+Channel = $3, /dev/stdin, 0, $5, 1000000, 1073741824, 0, 0
+Channel = $4, /dev/stdout, 0, $5, 0, 0, 1000000, 1073741824
+Channel = $1.stderr, /dev/stderr, 0, 0, 0, 0, 1000, 1048576
+MANIFEST
+}
+
+# start NAME MANIFEST: the broker in a process group of its own, so that a
+# kill reaches its program too; its pid in $LAST.
+start() {
+	setsid "$BROKER" -m "$2" -P "$RIFT_PLUGINS" >"$T/$1.out" 2>"$T/$1.err" &
+	LAST=$!
+	PIDS="$PIDS $LAST"
+}
+
+# finish PID NAME: wait for a broker (bounded: the manifests' Timeout is
+# 60 s, and this waits for its exit), its status in $RC.
+finish() {
+	RC=0
+	wait "$1" || RC=$?
+}
+
+head -c 3000000 /dev/urandom >"$T/in.bin"
+echo "the end of the input" >>"$T/in.bin"
+
+# copy NAME URL ETAG ORDER: a file through two brokers over URL.
+copy() {
+	manifest "$T/$1-w.manifest" "exec:/bin/cat" "$T/in.bin" "Netpipe:nng:$2:w" "$3"
+	manifest "$T/$1-r.manifest" "exec:/bin/cat" "Netpipe:nng:$2:r" "$T/$1.bin" "$3"
+	if [ "$4" = writer-first ]; then
+		start "$1-w" "$T/$1-w.manifest"; w=$LAST
+		start "$1-r" "$T/$1-r.manifest"; r=$LAST
+	else
+		start "$1-r" "$T/$1-r.manifest"; r=$LAST
+		start "$1-w" "$T/$1-w.manifest"; w=$LAST
+	fi
+	finish "$w"; wrc=$RC
+	finish "$r"; rrc=$RC
+	[ "$wrc" -eq 0 ] || { cat "$T/$1-w.err" >&2; fail "$1: the writer broker exited $wrc"; }
+	[ "$rrc" -eq 0 ] || { cat "$T/$1-r.err" >&2; fail "$1: the reader broker exited $rrc"; }
+	cmp "$T/in.bin" "$T/$1.bin" || fail "$1: the bytes that arrived differ"
+	say "ok: $1: $(wc -c <"$T/in.bin") bytes over $2"
+}
+
+copy tcp "tcp://127.0.0.1:$(free_port)" 0 writer-first
+copy ipc "ipc://$T/nng.ipc" 1 reader-first
+copy tcp-listen-writer "tcp://127.0.0.1:$(free_port)?listen=writer" 0 reader-first
+
+# 4. The writer broker is SIGKILLed mid-stream.
+url="tcp://127.0.0.1:$(free_port)"
+mkfifo "$T/go.fifo"
+cat >"$T/slow-writer.sh" <<'EOF'
+#!/bin/sh
+# 300 KB, then keep the channel open without closing it.
+head -c 300000 "$1"
+exec sleep 60
+EOF
+cat >"$T/reader.sh" <<'EOF'
+#!/bin/sh
+# Pass the first byte on, tell the test that the stream is flowing, then
+# copy the rest.
+dd bs=1 count=1 status=none
+echo go >"$1"
+exec cat
+EOF
+manifest "$T/kill-w.manifest" "exec:/bin/sh $T/slow-writer.sh $T/in.bin" /dev/null \
+	"Netpipe:nng:$url:w" 0
+manifest "$T/kill-r.manifest" "exec:/bin/sh $T/reader.sh $T/go.fifo" "Netpipe:nng:$url:r" \
+	"$T/kill.bin" 0
+start kill-r "$T/kill-r.manifest"; r=$LAST
+start kill-w "$T/kill-w.manifest"; w=$LAST
+timeout 30 cat "$T/go.fifo" >/dev/null || fail "kill: no byte reached the reader's program within 30 s"
+kill -9 "$w"
+finish "$w"
+[ "$RC" -eq 137 ] || fail "kill: the writer broker exited $RC, not by SIGKILL"
+kill -9 -- "-$w" 2>/dev/null || true # its program
+finish "$r"; rrc=$RC
+[ "$rrc" -eq 3 ] || { cat "$T/kill-r.err" >&2; fail "kill: the reader broker exited $rrc, expected 3 (a failed channel)"; }
+grep -q "error: channel /dev/stdin" "$T/kill-r.err" ||
+	{ cat "$T/kill-r.err" >&2; fail "kill: the reader broker did not log the failed channel"; }
+n=$(wc -c <"$T/kill.bin")
+[ "$n" -ge 1 ] && [ "$n" -le 300000 ] || fail "kill: the reader passed on $n bytes"
+head -c "$n" "$T/in.bin" | cmp - "$T/kill.bin" || fail "kill: what arrived is not a prefix of what was sent"
+say "ok: kill: the reader broker exited 3 after $n bytes: $(grep 'error: channel' "$T/kill-r.err" | head -n 1)"
