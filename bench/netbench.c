@@ -1121,8 +1121,15 @@ static void print_header(void)
 	zmq_version(&zmaj, &zmin, &zpat);
 	printf("rift-netbench %s  host %s: nproc %ld (%s), Linux %s %s\n", RIFT_VERSION, host,
 	       sysconf(_SC_NPROCESSORS_ONLN), model, u.release, u.machine);
-	printf("libzmq %d.%d.%d, nng %s; tcp on 127.0.0.1; plugins from %s\n", zmaj, zmin, zpat,
-	       nng_version(), opt.plugins);
+	/* On a shared machine the load says how far to trust the spread. */
+	double l1 = -1, l5 = -1;
+	FILE *lf = fopen("/proc/loadavg", "r");
+	if (lf && fscanf(lf, "%lf %lf", &l1, &l5) != 2)
+		l1 = l5 = -1;
+	if (lf)
+		fclose(lf);
+	printf("libzmq %d.%d.%d, nng %s; tcp on 127.0.0.1; load average %.2f (1 min), %.2f (5 min); "
+	       "plugins from %s\n", zmaj, zmin, zpat, nng_version(), l1, l5, opt.plugins);
 	char mode[96];
 	if (opt.seconds > 0 && opt.bytes < UNLIMITED)
 		snprintf(mode, sizeof mode, "~%g s or %llu bytes per run", opt.seconds,
