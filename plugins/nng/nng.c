@@ -57,6 +57,7 @@
 #define PACK_MAX       (64u * 1024u + NF_HDR)
 #define FRAME_MAX      (PACK_MAX - NF_HDR)
 #define RECV_MAX       (4u * 1024u * 1024u)          /* the largest message taken */
+#define SEND_QUEUE     4   /* messages push0 queues while its pipe is busy */
 #define RECONN_MIN_MS  10
 #define RECONN_MAX_MS  100
 #define URL_MAX        256
@@ -378,6 +379,8 @@ static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 	nng_socket_set_ms(n->sock, NNG_OPT_RECONNMAXT, RECONN_MAX_MS);
 	if (reader)
 		nng_socket_set_size(n->sock, NNG_OPT_RECVMAXSZ, RECV_MAX);
+	else
+		nng_socket_set_int(n->sock, NNG_OPT_SENDBUF, SEND_QUEUE);
 	if (reader) {
 		nrv = nng_socket_get_int(n->sock, NNG_OPT_RECVFD, &n->recvfd);
 		if (nrv != 0)
