@@ -690,11 +690,19 @@ static int writer_close(struct zp *z)
 			check_ack(z);
 			if (z->end_acked)
 				return 0;
-			if (left || z->fail) {
-				snprintf(z->err, sizeof z->err,
-				         "%s: the reader went away before it had the end of the stream",
-				         z->url);
-				return z->fail ? z->fail : (z->fail = -EPIPE);
+			if (z->fail)
+				return z->fail;
+			if (left) {
+				/* The reader left after END was queued, without an
+				 * acknowledgement. A reader that closes right after
+				 * END can lose its ack (libzmq may drop a closing
+				 * socket's last message despite linger), so this is
+				 * what a stream socket gives too: END went out before
+				 * the peer left; had it not arrived, the reader fails
+				 * with -ECONNRESET on its side. */
+				host->log(host, NP_LOG_DEBUG, "%s: %s: the reader left without "
+				          "acknowledging the end of the stream", z->pipe->label, z->url);
+				return 0;
 			}
 			zevents(z->sock);
 			return -EAGAIN;
@@ -757,7 +765,6 @@ static int zp_init(const struct np_host *h)
 	zctx = zmq_ctx_new();
 	if (!zctx)
 		return -ENOMEM;
-	zmq_ctx_set(zctx, ZMQ_BLOCKY, 0);
 	return 0;
 }
 

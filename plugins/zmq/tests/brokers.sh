@@ -1,0 +1,131 @@
+#!/bin/sh
+# brokers.sh - two brokers, as processes, exchanging a file over the zmq
+# plugin on loopback only:
+#
+#   1. tcp on 127.0.0.1: a reader broker (Netpipe:zmq:tcp://...:r -> a
+#      file) and a writer broker (a file -> Netpipe:zmq:tcp://...:w), both
+#      running exec:/bin/cat; both exit 0 and the copy equals the input;
+#   2. the same over ipc, with etag = 1 on both channels (the END frame
+#      carries the stream's digest and the reader checks it);
+#   3. the writer broker is SIGKILLed mid-stream (its program has written
+#      a first part and still runs): the reader broker must exit 3 (a
+#      channel failed: -ECONNRESET, never EOF), and what it wrote must be a
+#      prefix of the input.
+#
+# Every wait is bounded (timeout(1), or a deadline on a condition); no
+# sleep stands for synchronisation. Processes and files are cleaned up on
+# every exit path.
+#
+# Environment (meson.build sets it): BROKER, RIFT_PLUGINS (build/plugins).
+set -eu
+
+fail() { echo "zmq-brokers: FAIL: $*" >&2; exit 1; }
+say() { echo "zmq-brokers: $*"; }
+
+: "${BROKER:?set by meson.build}" "${RIFT_PLUGINS:?}"
+for tool in cmp head setsid mkfifo; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "zmq-brokers: SKIP: no $tool"; exit 77; }
+done
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/rift-zmq-it.XXXXXX")
+PIDS=""
+cleanup() {
+	for p in $PIDS; do
+		# Each broker runs in its own session: end it and its program.
+		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+case $T in *[,\;:\ ]*) fail "temp dir $T has a character descriptors cannot hold" ;; esac
+unset RIFT_PLUGIN_PATH RIFT_LOG
+
+# A free loopback port: bind port 0 and release it (python3), else one at
+# random in the dynamic range.
+free_port() {
+	if command -v python3 >/dev/null 2>&1; then
+		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+	else
+		echo $((49152 + $(od -An -N2 -tu2 /dev/urandom) % 16000))
+	fi
+}
+
+manifest() { # manifest FILE PROGRAM STDIN-URI STDOUT-URI ETAG
+	cat >"$1" <<MANIFEST
+Version = 20130611
+Program = $2
+Memory = 67108864, 0
+Timeout = 60
+Channel = $3, /dev/stdin, 0, $5, 1000000, 1073741824, 0, 0
+Channel = $4, /dev/stdout, 0, $5, 0, 0, 1000000, 1073741824
+Channel = $(dirname "$1")/$(basename "$1" .manifest).stderr, /dev/stderr, 0, 0, 0, 0, 1000, 1048576
+MANIFEST
+}
+
+# Start a broker in a session of its own (setsid does not fork here: a
+# background job of a non-interactive shell leads no process group), so
+# $LAST is the broker's pid and -$LAST its program too. The manifest's
+# Timeout bounds each broker.
+start_broker() { # start_broker NAME MANIFEST
+	setsid "$BROKER" -m "$2" -P "$RIFT_PLUGINS" >"$T/$1.out" 2>"$T/$1.err" &
+	LAST=$!
+	PIDS="$PIDS $LAST"
+}
+
+head -c 3000000 /dev/urandom >"$T/in.bin"
+echo "the end of the input" >>"$T/in.bin"
+
+# 1, 2: a whole file over tcp, then over ipc with etag.
+copy() { # copy NAME URL ETAG
+	rm -f "$T/$1.copy"
+	manifest "$T/$1-r.manifest" exec:/bin/cat "Netpipe:zmq:$2:r" "$T/$1.copy" "$3"
+	manifest "$T/$1-w.manifest" exec:/bin/cat "$T/in.bin" "Netpipe:zmq:$2:w" "$3"
+	# The writer first: it must wait for the reader (rule 1) by itself.
+	start_broker "$1-w" "$T/$1-w.manifest"
+	w=$LAST
+	start_broker "$1-r" "$T/$1-r.manifest"
+	r=$LAST
+	rc=0; wait "$r" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/$1-r.err" "$T/$1-w.err" >&2; fail "$1: the reader broker exited $rc"; }
+	rc=0; wait "$w" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/$1-w.err" >&2; fail "$1: the writer broker exited $rc"; }
+	cmp "$T/in.bin" "$T/$1.copy" || fail "$1: the copy differs from the input"
+	say "ok $1: $(wc -c <"$T/in.bin") bytes over $2"
+}
+
+copy tcp "tcp://127.0.0.1:$(free_port)" 0
+copy ipc "ipc://$T/pipe.ipc" 1
+
+# 3. The writer broker killed mid-stream.
+url="tcp://127.0.0.1:$(free_port)"
+head -c 1000000 "$T/in.bin" >"$T/part.bin"
+# The program writes a first part, then waits for input that never comes
+# (its stdin is a FIFO nobody opens for writing), so the stream stays open
+# until the kill.
+mkfifo "$T/never"
+manifest "$T/kill-w.manifest" "exec:/bin/sh -c \"cat '$T/part.bin'; cat '$T/never'\"" \
+	"$T/in.bin" "Netpipe:zmq:$url:w" 0
+manifest "$T/kill-r.manifest" exec:/bin/cat "Netpipe:zmq:$url:r" "$T/kill.copy" 0
+start_broker kill-r "$T/kill-r.manifest"
+r=$LAST
+start_broker kill-w "$T/kill-w.manifest"
+w=$LAST
+# Wait (bounded) until the reader broker wrote the whole first part.
+want=$(wc -c <"$T/part.bin")
+deadline=$(($(date +%s) + 30))
+while :; do
+	got=0
+	[ ! -f "$T/kill.copy" ] || got=$(wc -c <"$T/kill.copy")
+	[ "$got" -ge "$want" ] && break
+	kill -0 "$r" 2>/dev/null || { cat "$T/kill-r.err" >&2; fail "kill: the reader broker ended early"; }
+	[ "$(date +%s)" -lt "$deadline" ] || fail "kill: only $got of $want bytes arrived within 30 s"
+	# Not synchronisation, only a poll interval for the condition above.
+	sleep 0.02
+done
+kill -KILL "$w"
+rc=0; wait "$r" || rc=$?
+[ "$rc" -eq 3 ] || { cat "$T/kill-r.err" >&2; fail "kill: the reader broker exited $rc, expected 3 (a channel failed)"; }
+grep -q "reset\|went away" "$T/kill-r.err" || { cat "$T/kill-r.err" >&2; fail "kill: the reader's log does not say the writer went away"; }
+cmp "$T/part.bin" "$T/kill.copy" || fail "kill: what arrived is not the first part"
+say "ok kill: the reader broker exited 3 after $(wc -c <"$T/kill.copy") bytes: $(grep -m1 error "$T/kill-r.err")"
