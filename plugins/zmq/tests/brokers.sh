@@ -10,7 +10,10 @@
 #   3. the writer broker is SIGKILLed mid-stream (its program has written
 #      a first part and still runs): the reader broker must exit 3 (a
 #      channel failed: -ECONNRESET, never EOF), and what it wrote must be a
-#      prefix of the input.
+#      prefix of the input;
+#   4. bad input: a malformed URL is refused by broker --check (exit 2),
+#      and a second reader on an ipc path a live reader holds fails with
+#      a clear message while the first one still completes.
 #
 # Every wait is bounded (timeout(1), or a deadline on a condition); no
 # sleep stands for synchronisation. Processes and files are cleaned up on
@@ -129,3 +132,36 @@ rc=0; wait "$r" || rc=$?
 grep -q "reset\|went away" "$T/kill-r.err" || { cat "$T/kill-r.err" >&2; fail "kill: the reader's log does not say the writer went away"; }
 cmp "$T/part.bin" "$T/kill.copy" || fail "kill: what arrived is not the first part"
 say "ok kill: the reader broker exited 3 after $(wc -c <"$T/kill.copy") bytes: $(grep -m1 error "$T/kill-r.err")"
+
+# 4. Bad input.
+manifest "$T/bad.manifest" exec:/bin/cat "Netpipe:zmq:tcp://127.0.0.1:99999:r" "$T/bad.copy" 0
+rc=0; "$BROKER" --check -m "$T/bad.manifest" -P "$RIFT_PLUGINS" >"$T/bad.out" 2>"$T/bad.err" || rc=$?
+[ "$rc" -eq 2 ] || { cat "$T/bad.err" >&2; fail "bad URL: broker --check exited $rc, expected 2"; }
+grep -q "port '99999'" "$T/bad.err" || { cat "$T/bad.err" >&2; fail "bad URL: no clear message"; }
+say "ok bad URL: $(grep -m1 error "$T/bad.err")"
+
+# (ipc, so that "the first reader is bound" is a file to wait for; libzmq
+# would silently take the path over, the plugin refuses.)
+url="ipc://$T/busy.ipc"
+manifest "$T/first-r.manifest" exec:/bin/cat "Netpipe:zmq:$url:r" "$T/first.copy" 0
+manifest "$T/second-r.manifest" exec:/bin/cat "Netpipe:zmq:$url:r" "$T/second.copy" 0
+manifest "$T/first-w.manifest" exec:/bin/cat "$T/in.bin" "Netpipe:zmq:$url:w" 0
+start_broker first-r "$T/first-r.manifest"
+r=$LAST
+deadline=$(($(date +%s) + 30))
+until [ -S "$T/busy.ipc" ]; do
+	kill -0 "$r" 2>/dev/null || { cat "$T/first-r.err" >&2; fail "path in use: the first reader ended early"; }
+	[ "$(date +%s)" -lt "$deadline" ] || fail "path in use: the first reader did not bind within 30 s"
+	sleep 0.02 # a poll interval for the condition above
+done
+rc2=0; "$BROKER" -m "$T/second-r.manifest" -P "$RIFT_PLUGINS" >"$T/second.out" 2>"$T/second.err" || rc2=$?
+[ "$rc2" -ne 0 ] || fail "path in use: a second reader on $url exited 0"
+grep -q "already in use\|another reader" "$T/second.err" || { cat "$T/second.err" >&2; fail "path in use: no clear message"; }
+start_broker first-w "$T/first-w.manifest"
+w=$LAST
+rc=0; wait "$r" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$T/first-r.err" >&2; fail "path in use: the first reader exited $rc"; }
+rc=0; wait "$w" || rc=$?
+[ "$rc" -eq 0 ] || { cat "$T/first-w.err" >&2; fail "path in use: the writer exited $rc"; }
+cmp "$T/in.bin" "$T/first.copy" || fail "path in use: the first reader's copy differs"
+say "ok path in use: the second reader exited $rc2: $(grep -m1 error "$T/second.err"); the first completed"
