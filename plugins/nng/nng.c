@@ -46,6 +46,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "msgframe.h"
 #include "netpipe.h"
@@ -276,12 +277,14 @@ static void link_release(struct nn *n)
 struct addr {
 	char url[URL_MAX];
 	bool writer_listens;
+	bool tls;
 	int64_t timeout;
+	char ca[128], cert[128]; /* tls: PEM files */
 };
 
 static int parse(const char *address, struct addr *a, char *err, size_t errlen)
 {
-	static const char *const allowed[] = {"listen", "connect_timeout", NULL};
+	static const char *const allowed[] = {"listen", "connect_timeout", "ca", "cert", NULL};
 	struct no_opts o;
 	int rc = no_parse(address, a->url, sizeof a->url, &o, allowed, err, errlen);
 	if (rc < 0)
@@ -301,9 +304,11 @@ static int parse(const char *address, struct addr *a, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	const char *s = u->u_scheme;
+	a->tls = strcmp(s, "tls+tcp") == 0 || strcmp(s, "tls+tcp4") == 0 ||
+	         strcmp(s, "tls+tcp6") == 0;
 	bool ok = strcmp(s, "tcp") == 0 || strcmp(s, "tcp4") == 0 || strcmp(s, "tcp6") == 0 ||
-	          strcmp(s, "ipc") == 0 || strcmp(s, "inproc") == 0;
-	bool tcp = strncmp(s, "tcp", 3) == 0;
+	          strcmp(s, "ipc") == 0 || strcmp(s, "inproc") == 0 || a->tls;
+	bool tcp = strncmp(s, "tcp", 3) == 0 || a->tls;
 	bool ipc = strcmp(s, "ipc") == 0;
 	if (ok && tcp && (!u->u_port || !*u->u_port || strcmp(u->u_port, "0") == 0)) {
 		snprintf(err, errlen, "%s: a tcp address needs HOST:PORT with a port", a->url);
@@ -317,9 +322,37 @@ static int parse(const char *address, struct addr *a, char *err, size_t errlen)
 	}
 	nng_url_free(u);
 	if (!ok) {
-		snprintf(err, errlen, "%s: scheme '%s' is not supported (tcp://, ipc://, inproc://)",
+		snprintf(err, errlen,
+		         "%s: scheme '%s' is not supported (tcp://, tls+tcp://, ipc://, inproc://)",
 		         a->url, s);
 		return -EINVAL;
+	}
+	/* TLS: both ends prove who they are (mutual authentication): each
+	 * names the CA it trusts and its own certificate with key. */
+	const char *ca = no_get(&o, "ca"), *cert = no_get(&o, "cert");
+	if (!a->tls && (ca || cert)) {
+		snprintf(err, errlen, "ca= and cert= are options of tls+tcp:// only");
+		return -EINVAL;
+	}
+	if (a->tls) {
+		if (!ca || !cert || !*ca || !*cert) {
+			snprintf(err, errlen, "tls+tcp:// needs ca=FILE (the CA that signs the peer) "
+			         "and cert=FILE (this end's certificate and key, PEM)");
+			return -EINVAL;
+		}
+		if (strlen(ca) >= sizeof a->ca || strlen(cert) >= sizeof a->cert) {
+			snprintf(err, errlen, "ca= or cert=: path too long");
+			return -ENAMETOOLONG;
+		}
+		snprintf(a->ca, sizeof a->ca, "%s", ca);
+		snprintf(a->cert, sizeof a->cert, "%s", cert);
+		const char *files[2] = {a->ca, a->cert};
+		for (int i = 0; i < 2; i++)
+			if (access(files[i], R_OK) != 0) {
+				int e = errno;
+				snprintf(err, errlen, "%s: %s", files[i], strerror(e));
+				return -e;
+			}
 	}
 	return 0;
 }
@@ -337,6 +370,45 @@ static int nn_validate(const char *address, uint32_t mode, char *err, size_t err
 /* ---- open ---- */
 
 static void send_done(void *arg);
+
+/* TLS on a listener or dialer: trust ca, present cert, and require the
+ * peer's certificate (mutual TLS): a peer without one the CA signed never
+ * becomes a pipe. */
+static int tls_setup(struct nn *n, const struct addr *a, uint32_t ep, bool listener)
+{
+	nng_tls_config *cfg;
+	int nrv = nng_tls_config_alloc(&cfg, listener ? NNG_TLS_MODE_SERVER : NNG_TLS_MODE_CLIENT);
+	if (nrv != 0)
+		return fail(n, nng_errno(nrv), "TLS for", nrv);
+	const char *what = "TLS CA file for";
+	if ((nrv = nng_tls_config_ca_file(cfg, a->ca)) == 0) {
+		what = "TLS certificate/key file for";
+		nrv = nng_tls_config_cert_key_file(cfg, a->cert, NULL);
+	}
+	if (nrv == 0) {
+		what = "TLS for";
+		nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED);
+	}
+	if (nrv == 0) {
+		if (listener) {
+			nng_listener l = NNG_LISTENER_INITIALIZER;
+			l.id = ep;
+			nrv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg);
+		} else {
+			nng_dialer d = NNG_DIALER_INITIALIZER;
+			d.id = ep;
+			nrv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+		}
+	}
+	nng_tls_config_free(cfg); /* the endpoint holds its own reference */
+	if (nrv != 0) {
+		int rc = nng_errno(nrv);
+		snprintf(n->errmsg, sizeof n->errmsg, "%s %s: %s (ca=%s, cert=%s)", what, n->url,
+		         nng_strerror(nrv), a->ca, a->cert);
+		return rc;
+	}
+	return 0;
+}
 
 static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 {
@@ -398,15 +470,25 @@ static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 
 	n->we_listen = reader != a.writer_listens;
 	if (n->we_listen) {
-		nrv = nng_listen(n->sock, n->url, &n->listener, 0);
+		nrv = nng_listener_create(&n->listener, n->sock, n->url);
 		if (nrv != 0)
 			return fail(n, nng_errno(nrv), "listen on", nrv);
 		n->have_listener = true;
+		if (a.tls && (rc = tls_setup(n, &a, n->listener.id, true)) < 0)
+			return rc;
+		nrv = nng_listener_start(n->listener, 0);
+		if (nrv != 0)
+			return fail(n, nng_errno(nrv), "listen on", nrv);
 	} else {
-		nrv = nng_dial(n->sock, n->url, &n->dialer, NNG_FLAG_NONBLOCK);
+		nrv = nng_dialer_create(&n->dialer, n->sock, n->url);
 		if (nrv != 0)
 			return fail(n, nng_errno(nrv), "dial", nrv);
 		n->have_dialer = true;
+		if (a.tls && (rc = tls_setup(n, &a, n->dialer.id, false)) < 0)
+			return rc;
+		nrv = nng_dialer_start(n->dialer, NNG_FLAG_NONBLOCK);
+		if (nrv != 0)
+			return fail(n, nng_errno(nrv), "dial", nrv);
 		if (n->deadline >= 0)
 			host->set_timer(p, a.timeout);
 	}

@@ -6,7 +6,10 @@
 #      sides; the output must equal the input (cmp).
 #   2. the same over ipc://, with the reader started first and etag = 1 on
 #      both channels (the end-of-stream carries the digest).
-#   3. the same over tcp with ?listen=writer (the writer listens).
+#   3. the same over tcp with ?listen=writer (the writer listens), and
+#      over tls+tcp (mutual TLS with the fixtures in tests/tls);
+#   3b. a writer whose certificate the reader's CA did not sign never
+#      connects: both brokers fail after connect_timeout, nothing arrives.
 #   4. SIGKILL of the writer broker mid-stream: the reader broker must exit
 #      3 (its channel failed: the writer vanished, which is not EOF), and
 #      what it passed on must be a prefix of what the writer sent.
@@ -23,7 +26,7 @@ set -eu
 fail() { echo "nng-two-brokers: FAIL: $*" >&2; exit 1; }
 say() { echo "nng-two-brokers: $*"; }
 
-: "${BROKER:?set by meson.build}" "${RIFT_PLUGINS:?}"
+: "${BROKER:?set by meson.build}" "${RIFT_PLUGINS:?}" "${TLS_DIR:?}"
 for tool in python3 timeout cmp setsid mkfifo; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "nng-two-brokers: SKIP: no $tool"; exit 77; }
 done
@@ -99,6 +102,25 @@ copy() {
 copy tcp "tcp://127.0.0.1:$(free_port)" 0 writer-first
 copy ipc "ipc://$T/nng.ipc" 1 reader-first
 copy tcp-listen-writer "tcp://127.0.0.1:$(free_port)?listen=writer" 0 reader-first
+copy tls "tls+tcp://127.0.0.1:$(free_port)?ca=$TLS_DIR/ca.pem&cert=$TLS_DIR/peer.pem" 1 writer-first
+
+# 3b. A writer with a certificate the reader's CA never signed.
+url="tls+tcp://127.0.0.1:$(free_port)"
+opts="ca=$TLS_DIR/ca.pem&connect_timeout=1500"
+manifest "$T/rogue-w.manifest" "exec:/bin/cat" "$T/in.bin" \
+	"Netpipe:nng:$url?$opts&cert=$TLS_DIR/rogue.pem:w" 0
+manifest "$T/rogue-r.manifest" "exec:/bin/cat" "Netpipe:nng:$url?$opts&cert=$TLS_DIR/peer.pem:r" \
+	"$T/rogue.bin" 0
+start rogue-r "$T/rogue-r.manifest"; r=$LAST
+start rogue-w "$T/rogue-w.manifest"; w=$LAST
+finish "$w"; wrc=$RC
+finish "$r"; rrc=$RC
+[ "$wrc" -ne 0 ] || fail "rogue: the writer broker with a foreign certificate exited 0"
+[ "$rrc" -ne 0 ] || fail "rogue: the reader broker exited 0 though no writer could connect"
+grep -q "connect_timeout" "$T/rogue-w.err" ||
+	{ cat "$T/rogue-w.err" >&2; fail "rogue: the writer broker did not say why it failed"; }
+[ ! -s "$T/rogue.bin" ] || fail "rogue: bytes arrived from a writer the reader does not trust"
+say "ok: rogue: a writer without a certificate from the CA cannot connect (writer $wrc, reader $rrc)"
 
 # 4. The writer broker is SIGKILLed mid-stream.
 url="tcp://127.0.0.1:$(free_port)"
