@@ -8,6 +8,9 @@
  *                        appeared within MS milliseconds (default: never)
  *   hwm=N                zmq's send/receive high-water mark, in messages
  *                        (default 128; a message is at most 256 KiB)
+ *   curve_secret=FILE    CURVE: this end's secret key (Z85 file from
+ *                        rift-keygen); makes the binding end a CURVE server
+ *   curve_server=FILE    CURVE, connecting end: the binder's public key
  *
  * Both ends are DEALER sockets used as PUSH/PULL (the same load-balancing
  * and fair-queueing pipes), so that the reader can send one message back:
@@ -38,6 +41,7 @@
 
 #include <zmq.h>
 
+#include "keys.h"
 #include "msgframe.h"
 #include "netpipe.h"
 #include "options.h"
@@ -59,6 +63,7 @@ struct zp {
 	int last_ev;            /* the previous monitor event */
 	bool handshaked;        /* a peer completed the ZMTP handshake */
 	bool peer_left;         /* ... and then disconnected */
+	bool hs_failed;         /* a handshake failed (not zmq, CURVE keys) */
 	int fail;               /* writer: sticky -errno */
 	int64_t deadline;       /* writer: connect_timeout, or -1 */
 	struct nm_stream ns;
@@ -89,12 +94,16 @@ struct zurl {
 	bool is_ipc, is_inproc;
 	int64_t connect_timeout;
 	int64_t hwm;
+	char curve_secret[128];  /* this end's secret key file */
+	char curve_server[128];  /* connecting end: the binder's public key */
+	bool binds;
 };
 
 static int parse(const char *address, uint32_t mode, struct zurl *u, char *err,
                  size_t errlen)
 {
-	static const char *const allowed[] = {"bind", "connect_timeout", "hwm", NULL};
+	static const char *const allowed[] = {"bind", "connect_timeout", "hwm", "curve_secret",
+	                                      "curve_server", NULL};
 	struct no_opts o;
 	memset(u, 0, sizeof *u);
 	int rc = no_parse(address, u->url, sizeof u->url, &o, allowed, err, errlen);
@@ -114,6 +123,20 @@ static int parse(const char *address, uint32_t mode, struct zurl *u, char *err,
 		return -EINVAL;
 	}
 	bool binds = (mode == NP_WRITE) == u->bind_writer;
+	u->binds = binds;
+	const char *cs = no_get(&o, "curve_secret"), *cv = no_get(&o, "curve_server");
+	snprintf(u->curve_secret, sizeof u->curve_secret, "%s", cs ? cs : "");
+	snprintf(u->curve_server, sizeof u->curve_server, "%s", cv ? cv : "");
+	if (binds && cv) {
+		snprintf(err, errlen, "curve_server is for the connecting end; the binding end "
+		         "names its own secret key with curve_secret");
+		return -EINVAL;
+	}
+	if (!binds && cs && !cv) {
+		snprintf(err, errlen, "the connecting end needs curve_server (the binding end's "
+		         "public key file) to use CURVE");
+		return -EINVAL;
+	}
 	const char *s = u->url;
 	if (strncmp(s, "tcp://", 6) == 0) {
 		const char *hp = s + 6;
@@ -178,7 +201,43 @@ static int zp_validate(const char *address, uint32_t mode, char *err, size_t err
 		snprintf(err, errlen, "a zmq netpipe is read-only or write-only");
 		return -EINVAL;
 	}
-	return parse(address, mode, &u, err, errlen);
+	int rc = parse(address, mode, &u, err, errlen);
+	char key[RK_Z85_LEN + 1];
+	if (rc == 0 && u.curve_secret[0])
+		rc = rk_read(u.curve_secret, key, err, errlen);
+	if (rc == 0 && u.curve_server[0])
+		rc = rk_read(u.curve_server, key, err, errlen);
+	return rc;
+}
+
+static int zerr(struct zp *z, const char *what);
+
+/* CURVE: the binding end is the server. 0 or -errno with z->err set. */
+static int set_curve(struct zp *z, const struct zurl *u)
+{
+	char sec[RK_Z85_LEN + 1], pub[RK_Z85_LEN + 1], srv[RK_Z85_LEN + 1];
+	int rc, one = 1;
+	if (!u->curve_secret[0] && !u->curve_server[0])
+		return 0;
+	if (u->curve_secret[0] && (rc = rk_read(u->curve_secret, sec, z->err, sizeof z->err)) < 0)
+		return rc;
+	if (u->binds) {
+		if (zmq_setsockopt(z->sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
+		    zmq_setsockopt(z->sock, ZMQ_CURVE_SECRETKEY, sec, RK_Z85_LEN + 1) < 0)
+			return zerr(z, "CURVE (libzmq without libsodium?) for");
+		return 0;
+	}
+	if ((rc = rk_read(u->curve_server, srv, z->err, sizeof z->err)) < 0)
+		return rc;
+	/* Our own pair: the named one, or a fresh one (the server checks no
+	 * client keys: docs/zmq.md). */
+	if (u->curve_secret[0] ? zmq_curve_public(pub, sec) : zmq_curve_keypair(pub, sec))
+		return zerr(z, "CURVE keys for");
+	if (zmq_setsockopt(z->sock, ZMQ_CURVE_SERVERKEY, srv, RK_Z85_LEN + 1) < 0 ||
+	    zmq_setsockopt(z->sock, ZMQ_CURVE_PUBLICKEY, pub, RK_Z85_LEN + 1) < 0 ||
+	    zmq_setsockopt(z->sock, ZMQ_CURVE_SECRETKEY, sec, RK_Z85_LEN + 1) < 0)
+		return zerr(z, "CURVE for");
+	return 0;
 }
 
 static int set_err(struct zp *z, int rc, const char *what)
@@ -195,11 +254,21 @@ static void on_event(struct zp *z, int ev)
 	case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
 		z->handshaked = true;
 		break;
+	case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+		/* The peer closed during the handshake. On a reader that is
+		 * also a port probe; a writer keeps it for its timeout message. */
+		if (z->mode == NP_WRITE)
+			z->hs_failed = true;
+		break;
 	case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
 	case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-		host->log(host, NP_LOG_WARN, "%s: %s: a peer failed the ZMTP handshake (%s)",
-		          z->pipe->label, z->url,
-		          ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "authentication" : "protocol");
+		/* Once per pipe: zmq retries, and each try fails again. */
+		if (!z->hs_failed)
+			host->log(host, NP_LOG_WARN, "%s: %s: a peer failed the ZMTP handshake "
+			          "(%s: not zmq, or other CURVE keys); it is not let in",
+			          z->pipe->label, z->url,
+			          ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "authentication" : "protocol");
+		z->hs_failed = true;
 		break;
 	case ZMQ_EVENT_DISCONNECTED:
 		/* A connection that failed its handshake (a port probe, a peer
@@ -346,6 +415,9 @@ static int zp_open(struct np_pipe *p, const struct np_open_args *a)
 	zmq_setsockopt(z->sock, ZMQ_HEARTBEAT_IVL, &hb_ivl, sizeof hb_ivl);
 	zmq_setsockopt(z->sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout);
 
+	if ((rc = set_curve(z, &u)) < 0)
+		return rc;
+
 	/* The monitor first: its PAIR must be connected before any event. */
 	char mon_ep[64];
 	snprintf(mon_ep, sizeof mon_ep, "inproc://rift-zmq-monitor-%u", ++mon_seq);
@@ -428,7 +500,9 @@ static int writer_state(struct zp *z)
 		int64_t now = host->now_ms(host);
 		if (now >= z->deadline) {
 			snprintf(z->err, sizeof z->err,
-			         "no reader appeared at %s within connect_timeout", z->url);
+			         "no reader appeared at %s within connect_timeout%s", z->url,
+			         z->hs_failed ? " (the handshake failed: not zmq, or other CURVE "
+			                        "keys)" : "");
 			return z->fail = -ETIMEDOUT;
 		}
 	}

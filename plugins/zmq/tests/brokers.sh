@@ -13,13 +13,18 @@
 #      prefix of the input;
 #   4. bad input: a malformed URL is refused by broker --check (exit 2),
 #      and a second reader on an ipc path a live reader holds fails with
-#      a clear message while the first one still completes.
+#      a clear message while the first one still completes;
+#   5. CURVE with keys from rift-keygen: the right server key carries the
+#      file; a writer with another key, and one without CURVE, never get
+#      in (connect_timeout: the writer broker fails with a clear message,
+#      the reader gets nothing and logs the refusal once).
 #
 # Every wait is bounded (timeout(1), or a deadline on a condition); no
 # sleep stands for synchronisation. Processes and files are cleaned up on
 # every exit path.
 #
-# Environment (meson.build sets it): BROKER, RIFT_PLUGINS (build/plugins).
+# Environment (meson.build sets it): BROKER, RIFT_PLUGINS (build/plugins),
+# KEYGEN (rift-keygen; case 5 is skipped without it).
 set -eu
 
 fail() { echo "zmq-brokers: FAIL: $*" >&2; exit 1; }
@@ -165,3 +170,48 @@ rc=0; wait "$w" || rc=$?
 [ "$rc" -eq 0 ] || { cat "$T/first-w.err" >&2; fail "path in use: the writer exited $rc"; }
 cmp "$T/in.bin" "$T/first.copy" || fail "path in use: the first reader's copy differs"
 say "ok path in use: the second reader exited $rc2: $(grep -m1 error "$T/second.err"); the first completed"
+
+# 5. CURVE.
+if [ -n "${KEYGEN:-}" ]; then
+	"$KEYGEN" "$T/srv" >/dev/null || fail "curve: rift-keygen failed"
+	"$KEYGEN" "$T/other" >/dev/null || fail "curve: rift-keygen failed"
+	[ "$(stat -c %a "$T/srv.key")" = 600 ] || fail "curve: the secret key file is not mode 0600"
+	! "$KEYGEN" "$T/srv" 2>/dev/null || fail "curve: rift-keygen overwrote a key"
+
+	# The right key: the file goes through.
+	url="tcp://127.0.0.1:$(free_port)"
+	manifest "$T/curve-r.manifest" exec:/bin/cat "Netpipe:zmq:$url?curve_secret=$T/srv.key:r" \
+		"$T/curve.copy" 0
+	manifest "$T/curve-w.manifest" exec:/bin/cat "$T/in.bin" \
+		"Netpipe:zmq:$url?curve_server=$T/srv.pub:w" 0
+	start_broker curve-r "$T/curve-r.manifest"
+	r=$LAST
+	start_broker curve-w "$T/curve-w.manifest"
+	w=$LAST
+	rc=0; wait "$r" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/curve-r.err" "$T/curve-w.err" >&2; fail "curve: the reader exited $rc"; }
+	rc=0; wait "$w" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/curve-w.err" >&2; fail "curve: the writer exited $rc"; }
+	cmp "$T/in.bin" "$T/curve.copy" || fail "curve: the copy differs"
+	say "ok curve: $(wc -c <"$T/in.bin") bytes with the server's key"
+
+	# Another key, and no CURVE at all: neither gets in.
+	url="tcp://127.0.0.1:$(free_port)"
+	manifest "$T/locked-r.manifest" exec:/bin/cat "Netpipe:zmq:$url?curve_secret=$T/srv.key:r" \
+		"$T/locked.copy" 0
+	start_broker locked-r "$T/locked-r.manifest"
+	r=$LAST
+	for how in "curve_server=$T/other.pub&" ""; do
+		manifest "$T/bad-w.manifest" exec:/bin/cat "$T/in.bin" \
+			"Netpipe:zmq:$url?${how}connect_timeout=1500:w" 0
+		rc=0; "$BROKER" -m "$T/bad-w.manifest" -P "$RIFT_PLUGINS" >"$T/bad-w.out" 2>"$T/bad-w.err" || rc=$?
+		# Non-zero: 3 (a channel failed), or cat's 1 when its write failed first.
+		[ "$rc" -ne 0 ] || { cat "$T/bad-w.err" >&2; fail "curve: a writer with ${how:-no key} exited 0"; }
+		grep -q "handshake failed" "$T/bad-w.err" || { cat "$T/bad-w.err" >&2; fail "curve: no clear message"; }
+		kill -0 "$r" 2>/dev/null || { cat "$T/locked-r.err" >&2; fail "curve: the reader ended"; }
+		say "ok curve: a writer with ${how:-no key} was kept out: $(grep -m1 error "$T/bad-w.err")"
+	done
+	[ ! -s "$T/locked.copy" ] || fail "curve: the reader got bytes from a writer without the key"
+	grep -q "failed the ZMTP handshake" "$T/locked-r.err" || { cat "$T/locked-r.err" >&2; fail "curve: the reader did not log the refused peer"; }
+	[ "$(grep -c "failed the ZMTP handshake" "$T/locked-r.err")" -eq 1 ] || fail "curve: the refusal is logged more than once"
+fi
