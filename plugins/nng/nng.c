@@ -59,6 +59,7 @@
 #define FRAME_MAX      (PACK_MAX - NF_HDR)
 #define RECV_MAX       (4u * 1024u * 1024u)          /* the largest message taken */
 #define SEND_QUEUE     4   /* messages push0 queues while its pipe is busy */
+#define NO_REDIAL_MS   (24 * 3600 * 1000)
 #define RECONN_MIN_MS  10
 #define RECONN_MAX_MS  100
 #define URL_MAX        256
@@ -667,6 +668,13 @@ static int w_progress(struct nn *n)
 		n->have_dialer = false;
 	}
 	check_deadline(n, st);
+	if (st == PEER_UP && !n->started && !n->err && n->have_dialer) {
+		/* One peer per pipe: once it is here, the dialer must not dial
+		 * again when it leaves (a second pipe is refused anyway, and nng
+		 * 1.5.2 leaks the pipes a callback refuses). */
+		nng_dialer_set_ms(n->dialer, NNG_OPT_RECONNMINT, NO_REDIAL_MS);
+		nng_dialer_set_ms(n->dialer, NNG_OPT_RECONNMAXT, NO_REDIAL_MS);
+	}
 	if (st == PEER_UP && !n->started && !n->err) {
 		/* The preamble goes at once: a writer that dies before its first
 		 * write still reads as a reset. */
