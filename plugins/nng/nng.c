@@ -304,15 +304,19 @@ static int parse(const char *address, struct addr *a, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not an nng URL (%s)", a->url, nng_strerror(nrv));
 		return -EINVAL;
 	}
-	const char *s = u->u_scheme;
+	char s[32];
+	snprintf(s, sizeof s, "%s", u->u_scheme); /* u is freed below */
 	a->tls = strcmp(s, "tls+tcp") == 0 || strcmp(s, "tls+tcp4") == 0 ||
 	         strcmp(s, "tls+tcp6") == 0;
 	bool ok = strcmp(s, "tcp") == 0 || strcmp(s, "tcp4") == 0 || strcmp(s, "tcp6") == 0 ||
 	          strcmp(s, "ipc") == 0 || strcmp(s, "inproc") == 0 || a->tls;
 	bool tcp = strncmp(s, "tcp", 3) == 0 || a->tls;
 	bool ipc = strcmp(s, "ipc") == 0;
-	if (ok && tcp && (!u->u_port || !*u->u_port || strcmp(u->u_port, "0") == 0)) {
-		snprintf(err, errlen, "%s: a tcp address needs HOST:PORT with a port", a->url);
+	char *end = NULL;
+	long port = ok && tcp && u->u_port && *u->u_port ? strtol(u->u_port, &end, 10) : 0;
+	if (ok && tcp && (!end || *end || port < 1 || port > 65535)) {
+		snprintf(err, errlen, "%s: a tcp address needs HOST:PORT with a port of 1-65535",
+		         a->url);
 		nng_url_free(u);
 		return -EINVAL;
 	}

@@ -13,6 +13,8 @@
 #   4. SIGKILL of the writer broker mid-stream: the reader broker must exit
 #      3 (its channel failed: the writer vanished, which is not EOF), and
 #      what it passed on must be a prefix of what the writer sent.
+#   5. bad input (a malformed URL, scheme or option, a missing TLS file, a
+#      port in use): the broker exits 2 with a clear message.
 #
 # Only loopback. Every wait is bounded (timeout(1)); the one handshake (the
 # reader's program has seen the first byte) goes through a FIFO, not a
@@ -158,3 +160,35 @@ n=$(wc -c <"$T/kill.bin")
 [ "$n" -ge 1 ] && [ "$n" -le 300000 ] || fail "kill: the reader passed on $n bytes"
 head -c "$n" "$T/in.bin" | cmp - "$T/kill.bin" || fail "kill: what arrived is not a prefix of what was sent"
 say "ok: kill: the reader broker exited 3 after $n bytes: $(grep 'error: channel' "$T/kill-r.err" | head -n 1)"
+
+# 5. Bad input: a clear error on that channel, exit 2, nothing left behind.
+bad() { # bad DESCRIPTOR EXPECTED-TEXT [--check]
+	manifest "$T/bad.manifest" "exec:/bin/cat" "$1" "$T/bad.out" 0
+	RC=0
+	timeout 30 "$BROKER" ${3:-} -m "$T/bad.manifest" -P "$RIFT_PLUGINS" >"$T/bad.log" 2>&1 || RC=$?
+	[ "$RC" -eq 2 ] || { cat "$T/bad.log" >&2; fail "bad input $1: exit $RC, expected 2"; }
+	grep -q "$2" "$T/bad.log" || { cat "$T/bad.log" >&2; fail "bad input $1: no '$2' in the log"; }
+}
+bad "Netpipe:nng:tcp://127.0.0.1:notaport:r" "a port of 1-65535" --check
+bad "Netpipe:nng:udp://127.0.0.1:5555:r" "scheme 'udp' is not supported" --check
+bad "Netpipe:nng:tcp://127.0.0.1:5555?listen=both:r" "expected listen=reader or listen=writer" --check
+bad "Netpipe:nng:tls+tcp://127.0.0.1:5555?ca=$TLS_DIR/ca.pem:r" "needs ca=FILE" --check
+bad "Netpipe:nng:tls+tcp://127.0.0.1:5555?ca=$T/none.pem&cert=$TLS_DIR/peer.pem:r" "No such file" --check
+# A port someone else listens on: the reader's open fails at once. The
+# holder prints its port through one FIFO and holds it until the other
+# (its stdin) is closed.
+mkfifo "$T/held.fifo" "$T/release.fifo"
+python3 -c '
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+open(sys.argv[1], "w").write("%d\n" % s.getsockname()[1])
+sys.stdin.read()
+' "$T/held.fifo" <"$T/release.fifo" &
+holder=$!
+PIDS="$PIDS $holder"
+exec 9>"$T/release.fifo"
+port=$(timeout 10 cat "$T/held.fifo") || fail "bad input: the port holder did not start"
+bad "Netpipe:nng:tcp://127.0.0.1:$port:r" "Address in use"
+exec 9>&-
+wait "$holder" || true
+say "ok: bad input: malformed URLs, options, TLS files and a port in use are refused (exit 2)"
