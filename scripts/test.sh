@@ -9,6 +9,7 @@ scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 # A sanitizer report is a failure, not a line in a log.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:halt_on_error=1:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp:print_suppressions=0}"
 passed=0
 failed=0
 for spec in "build" "build-asan -Db_sanitize=address,undefined -Db_lundef=false"; do

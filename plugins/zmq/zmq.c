@@ -2,8 +2,9 @@
  * zmq.c - netpipes over ZeroMQ (docs/zmq.md).
  *
  * Address: tcp://HOST:PORT, ipc:///path or inproc://name, with options:
- *   bind=reader|writer   which end binds (default: reader, rule 7); the
+ *   listen=reader|writer which end binds (default: reader, rule 7); the
  *                        other connects and zmq retries until it appears
+ *                        (bind= is accepted as zmq's name for it)
  *   connect_timeout=MS   a writer gives up (-ETIMEDOUT) when no reader has
  *                        appeared within MS milliseconds (default: never)
  *   hwm=N                zmq's send/receive high-water mark, in messages
@@ -102,16 +103,19 @@ struct zurl {
 static int parse(const char *address, uint32_t mode, struct zurl *u, char *err,
                  size_t errlen)
 {
-	static const char *const allowed[] = {"bind", "connect_timeout", "hwm", "curve_secret",
-	                                      "curve_server", NULL};
+	static const char *const allowed[] = {"listen", "bind", "connect_timeout", "hwm",
+	                                      "curve_secret", "curve_server", NULL};
 	struct no_opts o;
 	memset(u, 0, sizeof *u);
 	int rc = no_parse(address, u->url, sizeof u->url, &o, allowed, err, errlen);
 	if (rc < 0)
 		return rc;
-	const char *b = no_get(&o, "bind");
+	/* listen= is the name every Rift transport uses; bind= is zmq's
+	 * word for the same, accepted too. */
+	const char *key = no_get(&o, "listen") ? "listen" : "bind";
+	const char *b = no_get(&o, key);
 	if (b && strcmp(b, "reader") != 0 && strcmp(b, "writer") != 0) {
-		snprintf(err, errlen, "option bind=%s: expected reader or writer", b);
+		snprintf(err, errlen, "option %s=%s: expected reader or writer", key, b);
 		return -EINVAL;
 	}
 	u->bind_writer = b && strcmp(b, "writer") == 0;

@@ -693,8 +693,12 @@ int kp_close(struct kp *p, uint32_t flags)
 	if (rc > 0)
 		kit_violation(p->kit, "close() on the %s returned %d: 0 or a negative errno",
 		              p->label, rc);
-	if (rc != -EAGAIN)
+	if (rc != -EAGAIN) {
+		/* A wake made while the pipe was open and not yet run by our
+		 * loop is not a wake after close: forget it with the pipe. */
+		atomic_store(&p->woken, 0);
 		forget_pipe(p);
+	}
 	return rc;
 }
 
