@@ -323,7 +323,10 @@ static bool try_reap(struct proc *p)
 /* Wait until every proc has exited, or the deadline: 0, -ETIMEDOUT,
  * -EINTR when rift-bench was told to stop, or -ECHILD as soon as one
  * exits non-zero (its partner would otherwise wait for ever). */
-static int wait_procs(struct proc *ps, int n, double deadline)
+/* Wait for every process to end by the deadline. With fail_fast, return
+ * -ECHILD as soon as one of several has failed (the others are then
+ * pointless to wait for). */
+static int wait_procs(struct proc *ps, int n, double deadline, bool fail_fast)
 {
 	for (;;) {
 		struct pollfd pf[MAX_PROCS];
@@ -331,7 +334,7 @@ static int wait_procs(struct proc *ps, int n, double deadline)
 		bool blind = false;
 		for (int i = 0; i < n; i++) {
 			if (try_reap(&ps[i])) {
-				if (ps[i].status && n > 1)
+				if (fail_fast && ps[i].status && n > 1)
 					return -ECHILD;
 				continue;
 			}
@@ -395,8 +398,9 @@ static void kill_procs(struct proc *ps, int n)
 		if (ps[i].pid > 0 && !try_reap(&ps[i]))
 			kill(ps[i].pid, SIGTERM);
 	double until = now() + 2.0;
-	while (wait_procs(ps, n, until) == -ECHILD)
-		;
+	/* Not fail_fast: a child that already failed must not make this
+	 * loop spin (it did, at 100% CPU, ignoring SIGTERM). */
+	wait_procs(ps, n, until, false);
 	bool all = true;
 	for (int i = 0; i < n; i++)
 		all = all && (ps[i].pid <= 0 || try_reap(&ps[i]));
@@ -748,7 +752,7 @@ static int run_pair(enum kind kind, size_t wsize, struct sample *out)
 		close(sv[0]), close(sv[1]), sv[0] = sv[1] = -1;
 	t0 = now();
 	close(go[1]), go[1] = -1; /* go! */
-	rc = wait_procs(ps, nps, t0 + opt.timeout);
+	rc = wait_procs(ps, nps, t0 + opt.timeout, true);
 	if (rc == -ETIMEDOUT)
 		why = "watchdog: the transfer did not finish in time (--timeout)";
 out:
@@ -892,7 +896,7 @@ static int run_brokers(size_t wsize, struct sample *sm)
 	if ((rc = spawn(&ps[1], exec_child, &wa)) < 0)
 		goto out;
 	nps = 2;
-	rc = wait_procs(ps, nps, t0 + opt.timeout);
+	rc = wait_procs(ps, nps, t0 + opt.timeout, true);
 	if (rc == -ETIMEDOUT)
 		why = "watchdog: the brokers did not finish in time (--timeout)";
 out:
@@ -1010,7 +1014,7 @@ static int count_plugins(void)
 	struct proc p;
 	if (spawn(&p, exec_child, &a) < 0)
 		return -1;
-	if (wait_procs(&p, 1, now() + 10) < 0 || p.status) {
+	if (wait_procs(&p, 1, now() + 10, true) < 0 || p.status) {
 		kill_procs(&p, 1);
 		return -1;
 	}
@@ -1079,7 +1083,7 @@ static int run_rss(struct rss *out)
 	/* SIGTERM: the broker stops its program itself. Should it not, the
 	 * program (then ours: rift-bench is a subreaper) is ended too. */
 	kill(p.pid, SIGTERM);
-	if (wait_procs(&p, 1, now() + 5) < 0) {
+	if (wait_procs(&p, 1, now() + 5, true) < 0) {
 		kill_procs(&p, 1);
 		kill(child, SIGKILL);
 		sweep_orphans();
