@@ -62,6 +62,7 @@
 #include <nng/protocol/pipeline0/push.h>
 
 #include "libnetpipe.h"
+#include "procs.h"
 
 #ifndef RIFT_BENCH_BUILDTYPE
 #define RIFT_BENCH_BUILDTYPE "unknown"
@@ -75,8 +76,6 @@
 #define SMALL_WSIZE 64u
 #define READ_BUF (64u * KIB)
 #define UNLIMITED (1ull << 50)     /* "no byte cap" in seconds mode */
-#define MAX_RUNS 15
-#define MAX_PROCS 8
 #define START_TIMEOUT 10.0         /* seconds for a child to open and handshake */
 
 enum kind { RAW, OURS };
@@ -103,12 +102,6 @@ static struct {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void warnx(const char *fmt, ...)
 {
@@ -167,181 +160,10 @@ static int free_ports(int *ports, int n)
 
 /* ---- child processes ------------------------------------------------------ */
 
-struct proc {
-	pid_t pid;
-	int pidfd;
-	int status;
-	bool reaped;
-	double t_exit;
-};
-
-static volatile sig_atomic_t g_stop;
-static pid_t g_live[MAX_PROCS];   /* every child not yet reaped */
-
-static void live_add(pid_t pid)
-{
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (!g_live[i]) {
-			g_live[i] = pid;
-			return;
-		}
-}
-
-static void live_del(pid_t pid)
-{
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (g_live[i] == pid)
-			g_live[i] = 0;
-}
-
-static void on_signal(int sig)
-{
-	g_stop = sig;
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (g_live[i] > 0)
-			kill(g_live[i], SIGTERM);
-}
-
-/* In every child: default signals, die with rift-netbench, and a
- * watchdog of its own in case the parent's never comes. */
-static void child_setup(pid_t parent)
-{
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	alarm((unsigned)(opt.timeout + START_TIMEOUT) + 10);
-}
-
-/* Fork; the child runs fn(arg), which must not return. */
-static int spawn(struct proc *p, void (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	memset(p, 0, sizeof *p);
-	p->pidfd = -1;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		child_setup(parent);
-		fn(arg);
-		_exit(127);
-	}
-	p->pid = pid;
-	live_add(pid);
-	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	return 0;
-}
-
-static bool try_reap(struct proc *p)
-{
-	if (p->reaped)
-		return true;
-	int st;
-	pid_t r = waitpid(p->pid, &st, WNOHANG);
-	if (r != p->pid)
-		return false;
-	p->reaped = true;
-	p->t_exit = now();
-	p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	live_del(p->pid);
-	if (p->pidfd >= 0) {
-		close(p->pidfd);
-		p->pidfd = -1;
-	}
-	return true;
-}
-
-/* Wait until every proc has exited, or the deadline: 0, -ETIMEDOUT,
- * -EINTR when rift-netbench was told to stop, or (fail_fast) -ECHILD as
- * soon as one exits non-zero (its partner would otherwise wait for ever). */
-static int wait_procs(struct proc *ps, int n, double deadline, bool fail_fast)
-{
-	for (;;) {
-		struct pollfd pf[MAX_PROCS];
-		int k = 0, pending = 0;
-		bool blind = false;
-		for (int i = 0; i < n; i++) {
-			if (try_reap(&ps[i])) {
-				if (fail_fast && ps[i].status && n > 1)
-					return -ECHILD;
-				continue;
-			}
-			pending++;
-			if (ps[i].pidfd >= 0)
-				pf[k++] = (struct pollfd){ps[i].pidfd, POLLIN, 0};
-			else
-				blind = true;
-		}
-		if (!pending)
-			return 0;
-		if (g_stop)
-			return -EINTR;
-		double left = deadline - now();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		int ms = left > 1.0 ? 1000 : (int)(left * 1000) + 1;
-		if (blind && ms > 2)
-			ms = 2;
-		poll(pf, (nfds_t)k, ms);
-	}
-}
-
-/* TERM, a grace period, then KILL; always reaps. */
-static void kill_procs(struct proc *ps, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (ps[i].pid > 0 && !try_reap(&ps[i]))
-			kill(ps[i].pid, SIGTERM);
-	wait_procs(ps, n, now() + 2.0, false);
-	for (int i = 0; i < n; i++)
-		if (ps[i].pid > 0 && !try_reap(&ps[i]))
-			kill(ps[i].pid, SIGKILL);
-	for (int i = 0; i < n; i++)
-		if (ps[i].pid > 0 && !ps[i].reaped) {
-			waitpid(ps[i].pid, NULL, 0);
-			ps[i].reaped = true;
-			live_del(ps[i].pid);
-			if (ps[i].pidfd >= 0)
-				close(ps[i].pidfd);
-			ps[i].pidfd = -1;
-		}
-}
 
 /* ---- statistics ------------------------------------------------------------ */
 
-struct stat3 {
-	int n;
-	double v[MAX_RUNS];
-	double median, min, max;
-};
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void stat_add(struct stat3 *s, double v)
-{
-	if (s->n < MAX_RUNS)
-		s->v[s->n++] = v;
-	double c[MAX_RUNS];
-	memcpy(c, s->v, (size_t)s->n * sizeof *c);
-	qsort(c, (size_t)s->n, sizeof *c, cmp_double);
-	s->min = c[0];
-	s->max = c[s->n - 1];
-	s->median = s->n % 2 ? c[s->n / 2] : (c[s->n / 2 - 1] + c[s->n / 2]) / 2;
-}
-
-/* Spread of the runs as a percentage of the median. */
-static double spread(const struct stat3 *s)
-{
-	return s->n > 1 && s->median > 0 ? 100.0 * (s->max - s->min) / s->median : 0;
-}
 
 /* One run: its figure (rows 1-2: rate; row 3: median and p99 round trip),
  * and the CPU (user + sys) each side spent per write or round trip, in
@@ -351,15 +173,15 @@ struct sample {
 };
 
 struct figs {
-	struct stat3 rate, p99, cpu_w, cpu_r;
+	struct bp_stat rate, p99, cpu_w, cpu_r;
 };
 
 static void figs_add(struct figs *f, const struct sample *s)
 {
-	stat_add(&f->rate, s->rate);
-	stat_add(&f->p99, s->p99);
-	stat_add(&f->cpu_w, s->cpu_w);
-	stat_add(&f->cpu_r, s->cpu_r);
+	bp_stat_add(&f->rate, s->rate);
+	bp_stat_add(&f->p99, s->p99);
+	bp_stat_add(&f->cpu_w, s->cpu_w);
+	bp_stat_add(&f->cpu_r, s->cpu_r);
 }
 
 /* ---- one end of a pipe, ours or raw, in a child ----------------------------- */
@@ -576,8 +398,8 @@ static void wait_go(int fd)
 static void wait_done(int fd)
 {
 	struct pollfd pf = {fd, POLLIN, 0};
-	double until = now() + opt.timeout;
-	while (now() < until) {
+	double until = bp_now() + opt.timeout;
+	while (bp_now() < until) {
 		int rc = poll(&pf, 1, 1000);
 		if (rc > 0 || (rc < 0 && errno != EINTR))
 			return;
@@ -658,7 +480,7 @@ static void reader_child(void *arg)
 			break;
 		r.bytes += (uint64_t)n;
 	}
-	r.t_end = now();
+	r.t_end = bp_now();
 	send_ready(j->done_w, 'D');
 	if (end_close(&e) < 0)
 		fail_res(&r, EIO, "reader: %s", e.why);
@@ -694,7 +516,7 @@ static void writer_child(void *arg)
 	wait_go(j->go_r);
 	r.cpu = cpu_now();
 	uint64_t every = j->wsize >= (1u << 20) ? 1 : (1u << 20) / j->wsize;
-	double until = opt.seconds > 0 ? now() + opt.seconds : 0;
+	double until = opt.seconds > 0 ? bp_now() + opt.seconds : 0;
 	while (r.bytes < opt.bytes) {
 		size_t want = opt.bytes - r.bytes < j->wsize ? (size_t)(opt.bytes - r.bytes) : j->wsize;
 		if (end_send(&e, buf, want) < 0) {
@@ -704,7 +526,7 @@ static void writer_child(void *arg)
 		}
 		r.bytes += want;
 		r.writes++;
-		if (until > 0 && r.writes % every == 0 && now() >= until)
+		if (until > 0 && r.writes % every == 0 && bp_now() >= until)
 			break;
 	}
 	if (j->kind == RAW) {
@@ -716,7 +538,7 @@ static void writer_child(void *arg)
 	}
 	if (end_close(&e) < 0)
 		fail_res(&r, EIO, "writer: %s", e.why);
-	r.t_end = now();
+	r.t_end = bp_now();
 	free(buf);
 	report(j, &r);
 }
@@ -769,17 +591,17 @@ static void pp_a_child(void *arg)
 	for (long i = 0; i < w + n && !r.failed; i++) {
 		if (i == w)
 			r.cpu = cpu_now();
-		double t = now();
+		double t = bp_now();
 		if (end_send(&wr, msg, sizeof msg) < 0)
 			fail_res(&r, EIO, "A: round trip %ld: %s", i, wr.why);
 		else if (end_recv_all(&rd, back, sizeof back) < 0)
 			fail_res(&r, EIO, "A: round trip %ld: %s", i, rd.why);
 		else if (i >= w)
-			rtt[i - w] = (now() - t) * 1e6;
+			rtt[i - w] = (bp_now() - t) * 1e6;
 	}
 	r.writes = (uint64_t)n;
 	if (!r.failed) {
-		qsort(rtt, (size_t)n, sizeof *rtt, cmp_double);
+		qsort(rtt, (size_t)n, sizeof *rtt, bp_cmp_double);
 		r.lat_med = n % 2 ? rtt[n / 2] : (rtt[n / 2 - 1] + rtt[n / 2]) / 2;
 		long k = (long)ceil(0.99 * (double)n) - 1;
 		r.lat_p99 = rtt[k < 0 ? 0 : k];
@@ -870,12 +692,12 @@ static bool read_res(int fd, struct res *r)
 }
 
 /* Wait for n 'R' bytes on fd; false on 'E', a child's death or timeout. */
-static bool wait_ready(int fd, int n, struct proc *ps, int nps, double deadline)
+static bool wait_ready(int fd, int n, struct bp_proc *ps, int nps, double deadline)
 {
 	while (n > 0) {
 		struct pollfd pf = {fd, POLLIN, 0};
-		double left = deadline - now();
-		if (left <= 0 || g_stop)
+		double left = deadline - bp_now();
+		if (left <= 0 || bp_stop)
 			return false;
 		int rc = poll(&pf, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
 		if (rc < 0 && errno != EINTR)
@@ -888,7 +710,7 @@ static bool wait_ready(int fd, int n, struct proc *ps, int nps, double deadline)
 			continue;
 		}
 		for (int i = 0; i < nps; i++)
-			if (try_reap(&ps[i]))
+			if (bp_try_reap(&ps[i]))
 				return false;
 	}
 	return true;
@@ -934,48 +756,48 @@ static int run_one(enum kind kind, enum lib lib, size_t wsize, bool row3, struct
 	struct job j = {.kind = kind, .lib = lib, .wsize = wsize, .port_ab = ports[0],
 	                .port_ba = ports[1], .ready_w = ready[1], .go_r = go[0], .go_w = go[1],
 	                .res_w = res[1], .done_r = done[0], .done_w = done[1]};
-	struct proc ps[2];
+	struct bp_proc ps[2];
 	int nps = 0;
 	const char *why = NULL;
 	double t0 = 0;
 	if (row3) {
 		/* Both ends bind their reader first; writers retry until it is there. */
-		if ((rc = spawn(&ps[0], pp_b_child, &j)) < 0)
+		if ((rc = bp_spawn(&ps[0], pp_b_child, &j)) < 0)
 			goto out;
 		nps = 1;
-		if ((rc = spawn(&ps[1], pp_a_child, &j)) < 0)
+		if ((rc = bp_spawn(&ps[1], pp_a_child, &j)) < 0)
 			goto out;
 		nps = 2;
-		if (!wait_ready(ready[0], 2, ps, nps, now() + START_TIMEOUT)) {
+		if (!wait_ready(ready[0], 2, ps, nps, bp_now() + START_TIMEOUT)) {
 			rc = -EIO, why = "the ends did not connect";
 			goto out;
 		}
 	} else {
 		/* The reader first, so that it listens before the writer starts. */
-		if ((rc = spawn(&ps[0], reader_child, &j)) < 0)
+		if ((rc = bp_spawn(&ps[0], reader_child, &j)) < 0)
 			goto out;
 		nps = 1;
-		if (!wait_ready(ready[0], 1, ps, nps, now() + START_TIMEOUT)) {
+		if (!wait_ready(ready[0], 1, ps, nps, bp_now() + START_TIMEOUT)) {
 			rc = -EIO, why = "the reader did not start";
 			goto out;
 		}
-		if ((rc = spawn(&ps[1], writer_child, &j)) < 0)
+		if ((rc = bp_spawn(&ps[1], writer_child, &j)) < 0)
 			goto out;
 		nps = 2;
-		if (!wait_ready(ready[0], 2, ps, nps, now() + START_TIMEOUT)) {
+		if (!wait_ready(ready[0], 2, ps, nps, bp_now() + START_TIMEOUT)) {
 			rc = -EIO, why = "the writer and the reader did not connect";
 			goto out;
 		}
 	}
 	close(res[1]), res[1] = -1;
-	t0 = now();
+	t0 = bp_now();
 	close(go[1]), go[1] = -1; /* go! */
-	rc = wait_procs(ps, nps, t0 + opt.timeout, true);
+	rc = bp_wait(ps, nps, t0 + opt.timeout, true);
 	if (rc == -ETIMEDOUT)
 		why = "watchdog: the run did not finish in time (--timeout)";
 out:
 	if (rc < 0)
-		kill_procs(ps, nps);
+		bp_kill(ps, nps);
 	/* Every child is gone: reading the results cannot block. */
 	if (res[1] >= 0)
 		close(res[1]), res[1] = -1;
@@ -1064,7 +886,7 @@ static int g_passed, g_missed;
  * <= want. note: what to print when our figure is absent; failed: it is
  * absent because our side failed in this row (ERROR). */
 static void print_row(const char *id, enum lib lib, const char *what, const char *unit,
-                      const struct stat3 *ours, const struct stat3 *raw, const char *target,
+                      const struct bp_stat *ours, const struct bp_stat *raw, const char *target,
                       double want, bool higher, const char *note, bool failed)
 {
 	char a[32], b[32], r[16], sp[48];
@@ -1092,11 +914,11 @@ static void print_row(const char *id, enum lib lib, const char *what, const char
 	if (isnan(o) && note && note[0])
 		snprintf(sp, sizeof sp, "%s", "");
 	else if (ours && ours->n > 1 && raw && raw->n > 1)
-		snprintf(sp, sizeof sp, "%.0f%% / %.0f%%", spread(ours), spread(raw));
+		snprintf(sp, sizeof sp, "%.0f%% / %.0f%%", bp_spread(ours), bp_spread(raw));
 	else if (ours && ours->n > 1)
-		snprintf(sp, sizeof sp, "%.0f%%", spread(ours));
+		snprintf(sp, sizeof sp, "%.0f%%", bp_spread(ours));
 	else if (raw && raw->n > 1)
-		snprintf(sp, sizeof sp, "- / %.0f%%", spread(raw));
+		snprintf(sp, sizeof sp, "- / %.0f%%", bp_spread(raw));
 	printf(COLS, id, lib_name[lib], what, unit, a, b, r, target, res,
 	       isnan(o) && note && note[0] ? note : sp);
 	fflush(stdout);
@@ -1162,7 +984,7 @@ static int ncpu_rows;
 static void measure(struct cpu_row *row, size_t wsize, bool row3)
 {
 	bool raw_ok = !opt.no_raw, ours_ok = !opt.no_rift && !g_skip[row->lib][0];
-	for (int i = 0; i < opt.runs && !g_stop && (raw_ok || ours_ok); i++) {
+	for (int i = 0; i < opt.runs && !bp_stop && (raw_ok || ours_ok); i++) {
 		struct sample v;
 		if (raw_ok) {
 			if (run_one(RAW, row->lib, wsize, row3, &v) == 0) {
@@ -1180,7 +1002,7 @@ static void measure(struct cpu_row *row, size_t wsize, bool row3)
 			} else {
 				ours_ok = false;
 				memset(&row->ours, 0, sizeof row->ours);
-				if (rc != RC_UNAVAILABLE && !g_stop) {
+				if (rc != RC_UNAVAILABLE && !bp_stop) {
 					g_failed++;
 					snprintf(row->why, sizeof row->why, "%s", g_why);
 					snprintf(g_skip[row->lib], sizeof g_skip[row->lib],
@@ -1189,7 +1011,7 @@ static void measure(struct cpu_row *row, size_t wsize, bool row3)
 			}
 		}
 	}
-	if (g_stop)
+	if (bp_stop)
 		g_failed++;
 }
 
@@ -1232,7 +1054,7 @@ static void print_cpu_table(void)
 	for (int i = 0; i < ncpu_rows; i++) {
 		const struct cpu_row *r = &cpu_rows[i];
 		char v[4][32], ratio[16] = "-";
-		const struct stat3 *s[4] = {&r->ours.cpu_w, &r->ours.cpu_r, &r->raw.cpu_w,
+		const struct bp_stat *s[4] = {&r->ours.cpu_w, &r->ours.cpu_r, &r->raw.cpu_w,
 		                            &r->raw.cpu_r};
 		for (int k = 0; k < 4; k++)
 			snprintf(v[k], sizeof v[k], s[k]->n ? "%.2f" : "-", s[k]->median);
@@ -1391,8 +1213,8 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			runs = atoi(optarg);
-			if (runs < 1 || runs > MAX_RUNS) {
-				warnx("--runs wants 1 to %d", MAX_RUNS);
+			if (runs < 1 || runs > BP_MAX_RUNS) {
+				warnx("--runs wants 1 to %d", BP_MAX_RUNS);
 				return 2;
 			}
 			break;
@@ -1460,7 +1282,8 @@ int main(int argc, char **argv)
 
 	if (find_plugins() < 0)
 		return 2;
-	struct sigaction sa = {.sa_handler = on_signal};
+	bp_child_alarm = (unsigned)(opt.timeout + START_TIMEOUT) + 10;
+	struct sigaction sa = {.sa_handler = bp_on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -1470,7 +1293,7 @@ int main(int argc, char **argv)
 	print_header();
 	static const size_t wsizes[] = {BIG_WSIZE, SMALL_WSIZE};
 	for (int row = 0; row < 3; row++)
-		for (int l = 0; l < NLIBS && !g_stop; l++) {
+		for (int l = 0; l < NLIBS && !bp_stop; l++) {
 			if (!(opt.rows & (1u << row)) || !(opt.libs & (1u << l)))
 				continue;
 			if (row < 2)
@@ -1489,9 +1312,9 @@ int main(int argc, char **argv)
 	       g_failed ? "; some figures could not be measured (see above)" : "");
 	if (opt.quick)
 		printf("--quick: tiny single runs; the figures mean nothing.\n");
-	if (g_stop) {
-		warnx("stopped by signal %d", (int)g_stop);
-		return 128 + (int)g_stop;
+	if (bp_stop) {
+		warnx("stopped by signal %d", (int)bp_stop);
+		return 128 + (int)bp_stop;
 	}
 	return g_failed ? 1 : 0;
 }

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "libnetpipe.h"
+#include "procs.h"
 
 #ifndef RIFT_BENCH_BUILDTYPE
 #define RIFT_BENCH_BUILDTYPE "unknown"
@@ -62,8 +63,6 @@
 #define SMALL_WSIZE 64u
 #define READ_BUF (64u * KIB)
 #define UNLIMITED (1ull << 50)     /* "no byte cap" in seconds mode */
-#define MAX_RUNS 15
-#define MAX_PROCS 16
 
 enum kind { RAW, OURS };
 
@@ -91,12 +90,6 @@ static char tmpdir[128];   /* short: socket paths live in it */
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_ms(int ms)
 {
@@ -229,135 +222,6 @@ static void rm_stale_tmpdirs(const char *base)
 
 /* ---- child processes ------------------------------------------------------ */
 
-struct proc {
-	pid_t pid;
-	int pidfd;
-	int status;
-	bool reaped;
-	double t_exit;
-	double cpu;               /* user + sys seconds, its waited-for children too */
-};
-
-static volatile sig_atomic_t g_stop;
-static pid_t g_live[MAX_PROCS];   /* every child not yet reaped */
-
-static void live_add(pid_t pid)
-{
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (!g_live[i]) {
-			g_live[i] = pid;
-			return;
-		}
-}
-
-static void live_del(pid_t pid)
-{
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (g_live[i] == pid)
-			g_live[i] = 0;
-}
-
-static void on_signal(int sig)
-{
-	g_stop = sig;
-	for (int i = 0; i < MAX_PROCS; i++)
-		if (g_live[i] > 0)
-			kill(g_live[i], SIGTERM);
-}
-
-/* In every child: default signals, die with rift-bench, and a watchdog. */
-static void child_setup(pid_t parent)
-{
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	alarm((unsigned)opt.timeout + 10);
-}
-
-/* Fork; the child runs fn(arg), which must not return. */
-static int spawn(struct proc *p, void (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	memset(p, 0, sizeof *p);
-	p->pidfd = -1;
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		child_setup(parent);
-		fn(arg);
-		_exit(127);
-	}
-	p->pid = pid;
-	live_add(pid);
-	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	return 0;
-}
-
-static bool try_reap(struct proc *p)
-{
-	if (p->reaped)
-		return true;
-	int st;
-	struct rusage ru;
-	pid_t r = wait4(p->pid, &st, WNOHANG, &ru);
-	if (r != p->pid)
-		return false;
-	p->reaped = true;
-	p->t_exit = now();
-	p->cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-	live_del(p->pid);
-	if (p->pidfd >= 0) {
-		close(p->pidfd);
-		p->pidfd = -1;
-	}
-	return true;
-}
-
-/* Wait until every proc has exited, or the deadline: 0, -ETIMEDOUT,
- * -EINTR when rift-bench was told to stop, or -ECHILD as soon as one
- * exits non-zero (its partner would otherwise wait for ever). */
-/* Wait for every process to end by the deadline. With fail_fast, return
- * -ECHILD as soon as one of several has failed (the others are then
- * pointless to wait for). */
-static int wait_procs(struct proc *ps, int n, double deadline, bool fail_fast)
-{
-	for (;;) {
-		struct pollfd pf[MAX_PROCS];
-		int k = 0, pending = 0;
-		bool blind = false;
-		for (int i = 0; i < n; i++) {
-			if (try_reap(&ps[i])) {
-				if (fail_fast && ps[i].status && n > 1)
-					return -ECHILD;
-				continue;
-			}
-			pending++;
-			if (ps[i].pidfd >= 0)
-				pf[k++] = (struct pollfd){ps[i].pidfd, POLLIN, 0};
-			else
-				blind = true;
-		}
-		if (!pending)
-			return 0;
-		if (g_stop)
-			return -EINTR;
-		double left = deadline - now();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		int ms = left > 1.0 ? 1000 : (int)(left * 1000) + 1;
-		if (blind && ms > 2)
-			ms = 2;
-		poll(pf, (nfds_t)k, ms);
-	}
-}
-
 /* rift-bench is a child subreaper: a broker's program orphaned by a
  * killed broker becomes ours. End and reap whatever is left. */
 static void sweep_orphans(void)
@@ -379,45 +243,16 @@ static void sweep_orphans(void)
 	}
 	if (d)
 		closedir(d);
-	double until = now() + 2;
-	while (now() < until) {
+	double until = bp_now() + 2;
+	while (bp_now() < until) {
 		pid_t r = waitpid(-1, NULL, WNOHANG);
 		if (r > 0)
-			live_del(r);
+			bp_forget(r);
 		else if (r < 0)
 			break;
 		else
 			sleep_ms(5);
 	}
-}
-
-/* TERM, a grace period, then KILL; always reaps. */
-static void kill_procs(struct proc *ps, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (ps[i].pid > 0 && !try_reap(&ps[i]))
-			kill(ps[i].pid, SIGTERM);
-	double until = now() + 2.0;
-	/* Not fail_fast: a child that already failed must not make this
-	 * loop spin (it did, at 100% CPU, ignoring SIGTERM). */
-	wait_procs(ps, n, until, false);
-	bool all = true;
-	for (int i = 0; i < n; i++)
-		all = all && (ps[i].pid <= 0 || try_reap(&ps[i]));
-	if (all)
-		return;
-	for (int i = 0; i < n; i++)
-		if (ps[i].pid > 0 && !try_reap(&ps[i]))
-			kill(ps[i].pid, SIGKILL);
-	for (int i = 0; i < n; i++)
-		if (ps[i].pid > 0 && !ps[i].reaped) {
-			waitpid(ps[i].pid, NULL, 0);
-			ps[i].reaped = true;
-			live_del(ps[i].pid);
-			if (ps[i].pidfd >= 0)
-				close(ps[i].pidfd);
-			ps[i].pidfd = -1;
-		}
 }
 
 struct exec_args {
@@ -445,29 +280,6 @@ static void exec_child(void *arg)
 
 /* ---- statistics ------------------------------------------------------------ */
 
-struct stat3 {
-	int n;
-	double v[MAX_RUNS];
-	double median, min, max;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void stat_add(struct stat3 *s, double v)
-{
-	if (s->n < MAX_RUNS)
-		s->v[s->n++] = v;
-	double c[MAX_RUNS];
-	memcpy(c, s->v, (size_t)s->n * sizeof *c);
-	qsort(c, (size_t)s->n, sizeof *c, cmp_double);
-	s->min = c[0];
-	s->max = c[s->n - 1];
-	s->median = s->n % 2 ? c[s->n / 2] : (c[s->n / 2 - 1] + c[s->n / 2]) / 2;
-}
 
 /* One run: its figure, and the CPU (user + sys) the writer side and the
  * reader side spent per write, in microseconds. */
@@ -476,21 +288,16 @@ struct sample {
 };
 
 struct figs {
-	struct stat3 rate, cpu_w, cpu_r;
+	struct bp_stat rate, cpu_w, cpu_r;
 };
 
 static void figs_add(struct figs *f, const struct sample *s)
 {
-	stat_add(&f->rate, s->rate);
-	stat_add(&f->cpu_w, s->cpu_w);
-	stat_add(&f->cpu_r, s->cpu_r);
+	bp_stat_add(&f->rate, s->rate);
+	bp_stat_add(&f->cpu_w, s->cpu_w);
+	bp_stat_add(&f->cpu_r, s->cpu_r);
 }
 
-/* Spread of the runs as a percentage of the median. */
-static double spread(const struct stat3 *s)
-{
-	return s->n > 1 && s->median > 0 ? 100.0 * (s->max - s->min) / s->median : 0;
-}
 
 /* ---- rows 1 and 2: writer process -> reader process ----------------------- */
 
@@ -589,7 +396,7 @@ static void reader_child(void *arg)
 			break;
 		r.bytes += (uint64_t)n;
 	}
-	r.t_end = now();
+	r.t_end = bp_now();
 	if (np)
 		netpipe_close(np);
 	else
@@ -622,7 +429,7 @@ static void writer_child(void *arg)
 	wait_go(x->go_r);
 	cpu_times(&r.cpu_user, &r.cpu_sys);
 	uint64_t every = x->wsize >= (1u << 20) ? 1 : (1u << 20) / x->wsize;
-	double until = opt.seconds > 0 ? now() + opt.seconds : 0;
+	double until = opt.seconds > 0 ? bp_now() + opt.seconds : 0;
 	while (r.bytes < opt.bytes) {
 		size_t want = opt.bytes - r.bytes < x->wsize ? (size_t)(opt.bytes - r.bytes) : x->wsize;
 		int64_t w;
@@ -652,7 +459,7 @@ static void writer_child(void *arg)
 		}
 		r.bytes += want;
 		r.writes++;
-		if (until > 0 && r.writes % every == 0 && now() >= until)
+		if (until > 0 && r.writes % every == 0 && bp_now() >= until)
 			break;
 	}
 	if (np) {
@@ -662,7 +469,7 @@ static void writer_child(void *arg)
 	} else {
 		close(x->sock);
 	}
-	r.t_end = now();
+	r.t_end = bp_now();
 	report(x, &r);
 }
 
@@ -676,12 +483,12 @@ static bool read_res(int fd, struct xfer_res *r)
 }
 
 /* Wait for n 'R' bytes on fd; false on 'E', a child's death or timeout. */
-static bool wait_ready(int fd, int n, struct proc *ps, int nps, double deadline)
+static bool wait_ready(int fd, int n, struct bp_proc *ps, int nps, double deadline)
 {
 	while (n > 0) {
 		struct pollfd pf = {fd, POLLIN, 0};
-		double left = deadline - now();
-		if (left <= 0 || g_stop)
+		double left = deadline - bp_now();
+		if (left <= 0 || bp_stop)
 			return false;
 		int rc = poll(&pf, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
 		if (rc < 0 && errno != EINTR)
@@ -694,7 +501,7 @@ static bool wait_ready(int fd, int n, struct proc *ps, int nps, double deadline)
 			continue;
 		}
 		for (int i = 0; i < nps; i++)
-			if (try_reap(&ps[i]))
+			if (bp_try_reap(&ps[i]))
 				return false;
 	}
 	return true;
@@ -727,22 +534,22 @@ static int run_pair(enum kind kind, size_t wsize, struct sample *out)
 		xr.sock = sv[1], xr.other = sv[0];
 		xw.sock = sv[0], xw.other = sv[1];
 	}
-	struct proc ps[2];
+	struct bp_proc ps[2];
 	int nps = 0, rc = 0;
 	const char *why = NULL;
 	double t0 = 0;
 	/* The reader first, so that it listens before the writer starts. */
-	if ((rc = spawn(&ps[0], reader_child, &xr)) < 0)
+	if ((rc = bp_spawn(&ps[0], reader_child, &xr)) < 0)
 		goto out;
 	nps = 1;
-	if (kind == OURS && !wait_ready(ready[0], 1, ps, nps, now() + 10)) {
+	if (kind == OURS && !wait_ready(ready[0], 1, ps, nps, bp_now() + 10)) {
 		rc = -EIO, why = "the reader did not start";
 		goto out;
 	}
-	if ((rc = spawn(&ps[1], writer_child, &xw)) < 0)
+	if ((rc = bp_spawn(&ps[1], writer_child, &xw)) < 0)
 		goto out;
 	nps = 2;
-	if (!wait_ready(ready[0], kind == OURS ? 1 : 2, ps, nps, now() + 10)) {
+	if (!wait_ready(ready[0], kind == OURS ? 1 : 2, ps, nps, bp_now() + 10)) {
 		rc = -EIO, why = "a child did not start";
 		goto out;
 	}
@@ -750,14 +557,14 @@ static int run_pair(enum kind kind, size_t wsize, struct sample *out)
 	close(res[1]), res[1] = -1;
 	if (sv[0] >= 0)
 		close(sv[0]), close(sv[1]), sv[0] = sv[1] = -1;
-	t0 = now();
+	t0 = bp_now();
 	close(go[1]), go[1] = -1; /* go! */
-	rc = wait_procs(ps, nps, t0 + opt.timeout, true);
+	rc = bp_wait(ps, nps, t0 + opt.timeout, true);
 	if (rc == -ETIMEDOUT)
 		why = "watchdog: the transfer did not finish in time (--timeout)";
 out:
 	if (rc < 0)
-		kill_procs(ps, nps);
+		bp_kill(ps, nps);
 	/* Every child is gone: reading the results cannot block. */
 	if (res[1] >= 0)
 		close(res[1]), res[1] = -1;
@@ -875,11 +682,11 @@ static int run_brokers(size_t wsize, struct sample *sm)
 	char *rargv[] = {opt.broker, "-q", "-m", rm, NULL};
 	char *wargv[] = {opt.broker, "-q", "-m", wm, NULL};
 	struct exec_args ra = {rargv, rlog, NULL}, wa = {wargv, wlog, NULL};
-	struct proc ps[2];
+	struct bp_proc ps[2];
 	int nps = 0;
 	const char *why = NULL;
-	double t0 = now();
-	if ((rc = spawn(&ps[0], exec_child, &ra)) < 0)
+	double t0 = bp_now();
+	if ((rc = bp_spawn(&ps[0], exec_child, &ra)) < 0)
 		goto out;
 	nps = 1;
 	/* Start the writer once the reader listens, so the writer's connect
@@ -887,21 +694,21 @@ static int run_brokers(size_t wsize, struct sample *sm)
 	for (struct stat st;;) {
 		if (stat(sock, &st) == 0 && S_ISSOCK(st.st_mode))
 			break;
-		if (try_reap(&ps[0]) || g_stop || now() > t0 + 10) {
+		if (bp_try_reap(&ps[0]) || bp_stop || bp_now() > t0 + 10) {
 			rc = -EIO, why = "the reader broker did not start listening";
 			goto out;
 		}
 		sleep_ms(1);
 	}
-	if ((rc = spawn(&ps[1], exec_child, &wa)) < 0)
+	if ((rc = bp_spawn(&ps[1], exec_child, &wa)) < 0)
 		goto out;
 	nps = 2;
-	rc = wait_procs(ps, nps, t0 + opt.timeout, true);
+	rc = bp_wait(ps, nps, t0 + opt.timeout, true);
 	if (rc == -ETIMEDOUT)
 		why = "watchdog: the brokers did not finish in time (--timeout)";
 out:
 	if (rc < 0)
-		kill_procs(ps, nps);
+		bp_kill(ps, nps);
 	if (rc == 0 && (ps[0].status || ps[1].status)) {
 		warnx("reader broker exited %d, writer broker exited %d", ps[0].status,
 		      ps[1].status);
@@ -1011,11 +818,11 @@ static int count_plugins(void)
 	tmp_path(err, sizeof err, "list-plugins.err");
 	char *argv[] = {opt.broker, "--list-plugins", NULL};
 	struct exec_args a = {argv, out, err};
-	struct proc p;
-	if (spawn(&p, exec_child, &a) < 0)
+	struct bp_proc p;
+	if (bp_spawn(&p, exec_child, &a) < 0)
 		return -1;
-	if (wait_procs(&p, 1, now() + 10, true) < 0 || p.status) {
-		kill_procs(&p, 1);
+	if (bp_wait(&p, 1, bp_now() + 10, true) < 0 || p.status) {
+		bp_kill(&p, 1);
 		return -1;
 	}
 	read_file(out, buf, sizeof buf);
@@ -1057,15 +864,15 @@ static int run_rss(struct rss *out)
 		return rc;
 	char *argv[] = {opt.broker, "-q", "-m", m, NULL};
 	struct exec_args a = {argv, log, NULL};
-	struct proc p;
-	if ((rc = spawn(&p, exec_child, &a)) < 0)
+	struct bp_proc p;
+	if ((rc = bp_spawn(&p, exec_child, &a)) < 0)
 		return rc;
 	pid_t child = 0;
-	double until = now() + 10;
+	double until = bp_now() + 10;
 	while (!(child = child_named(p.pid, "np-reader"))) {
-		if (try_reap(&p) || g_stop || now() > until) {
+		if (bp_try_reap(&p) || bp_stop || bp_now() > until) {
 			warnx("the idle broker did not start its program");
-			kill_procs(&p, 1);
+			bp_kill(&p, 1);
 			show_log("the broker", log);
 			return -EIO;
 		}
@@ -1083,8 +890,8 @@ static int run_rss(struct rss *out)
 	/* SIGTERM: the broker stops its program itself. Should it not, the
 	 * program (then ours: rift-bench is a subreaper) is ended too. */
 	kill(p.pid, SIGTERM);
-	if (wait_procs(&p, 1, now() + 5, true) < 0) {
-		kill_procs(&p, 1);
+	if (bp_wait(&p, 1, bp_now() + 5, true) < 0) {
+		bp_kill(&p, 1);
 		kill(child, SIGKILL);
 		sweep_orphans();
 	}
@@ -1118,7 +925,7 @@ static int g_passed, g_missed;
 
 /* pass: 1 PASS, 0 MISS, -1 no target; NAN for a figure that is absent. */
 static void print_row(const char *id, const char *what, const char *unit,
-                      const struct stat3 *ours, const struct stat3 *raw,
+                      const struct bp_stat *ours, const struct bp_stat *raw,
                       const char *target, double want_ratio, double max_abs)
 {
 	char a[32], b[32], r[16], sp[48];
@@ -1145,9 +952,9 @@ static void print_row(const char *id, const char *what, const char *unit,
 		g_passed++;
 	sp[0] = '\0';
 	if (ours && ours->n > 1 && raw && raw->n > 1)
-		snprintf(sp, sizeof sp, "%.0f%% / %.0f%%", spread(ours), spread(raw));
+		snprintf(sp, sizeof sp, "%.0f%% / %.0f%%", bp_spread(ours), bp_spread(raw));
 	else if (ours && ours->n > 1)
-		snprintf(sp, sizeof sp, "%.0f%%", spread(ours));
+		snprintf(sp, sizeof sp, "%.0f%%", bp_spread(ours));
 	printf(COLS, id, what, unit, a, b, r, target, res, sp);
 	fflush(stdout);
 }
@@ -1198,7 +1005,7 @@ static int ncpu_rows;
 
 static int measure_pair(size_t wsize, struct figs *ours, struct figs *raw, bool want_ours)
 {
-	for (int i = 0; i < opt.runs && !g_stop; i++) {
+	for (int i = 0; i < opt.runs && !bp_stop; i++) {
 		struct sample v;
 		if (raw->rate.n < opt.runs && !opt.no_raw) {
 			if (run_pair(RAW, wsize, &v) < 0)
@@ -1211,7 +1018,7 @@ static int measure_pair(size_t wsize, struct figs *ours, struct figs *raw, bool 
 			figs_add(ours, &v);
 		}
 	}
-	return g_stop ? -1 : 0;
+	return bp_stop ? -1 : 0;
 }
 
 static void row_lib(const char *id, size_t wsize)
@@ -1243,7 +1050,7 @@ static void row_brokers(const char *id, size_t wsize)
 	 * here when those rows were not asked for. */
 	if (raw->rate.n < opt.runs && measure_pair(wsize, NULL, raw, false) < 0)
 		memset(raw, 0, sizeof *raw);
-	for (int i = 0; i < opt.runs && !g_stop && !opt.no_rift; i++) {
+	for (int i = 0; i < opt.runs && !bp_stop && !opt.no_rift; i++) {
 		struct sample v;
 		if (run_brokers(wsize, &v) < 0) {
 			memset(&row->ours, 0, sizeof row->ours);
@@ -1251,7 +1058,7 @@ static void row_brokers(const char *id, size_t wsize)
 		}
 		figs_add(&row->ours, &v);
 	}
-	if ((!row->ours.rate.n && !opt.no_rift) || g_stop)
+	if ((!row->ours.rate.n && !opt.no_rift) || bp_stop)
 		g_failed_rows++;
 	print_row(id, what, big ? "MB/s" : "writes/s", &row->ours.rate, &raw->rate,
 	          big ? "(none)" : ">= 2 x raw", big ? 0 : 2.0, 0);
@@ -1269,7 +1076,7 @@ static void print_cpu_table(void)
 	for (int i = 0; i < ncpu_rows; i++) {
 		const struct cpu_row *r = &cpu_rows[i];
 		char v[4][32], ratio[16] = "-";
-		const struct stat3 *s[4] = {&r->ours.cpu_w, &r->ours.cpu_r, &r->raw->cpu_w,
+		const struct bp_stat *s[4] = {&r->ours.cpu_w, &r->ours.cpu_r, &r->raw->cpu_w,
 		                            &r->raw->cpu_r};
 		for (int k = 0; k < 4; k++)
 			snprintf(v[k], sizeof v[k], s[k]->n ? "%.2f" : "-", s[k]->median);
@@ -1286,7 +1093,7 @@ static struct rss g_rss;
 
 static void row_rss(void)
 {
-	struct stat3 s = {0};
+	struct bp_stat s = {0};
 	int n = count_plugins();
 	char what[64];
 	if (n >= 0)
@@ -1294,15 +1101,15 @@ static void row_rss(void)
 		         n == 1 ? "" : "s");
 	else
 		snprintf(what, sizeof what, "broker idle RSS, all plugins loaded");
-	struct rss all[MAX_RUNS];
-	for (int i = 0; i < opt.runs && !g_stop; i++) {
+	struct rss all[BP_MAX_RUNS];
+	for (int i = 0; i < opt.runs && !bp_stop; i++) {
 		if (run_rss(&all[i]) < 0) {
 			s.n = 0;
 			break;
 		}
-		stat_add(&s, all[i].rss);
+		bp_stat_add(&s, all[i].rss);
 	}
-	if (!s.n || g_stop)
+	if (!s.n || bp_stop)
 		g_failed_rows++;
 	for (int i = 0; i < s.n; i++)
 		if (all[i].rss == s.median)
@@ -1479,8 +1286,8 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			runs = atoi(optarg);
-			if (runs < 1 || runs > MAX_RUNS) {
-				warnx("--runs wants 1 to %d", MAX_RUNS);
+			if (runs < 1 || runs > BP_MAX_RUNS) {
+				warnx("--runs wants 1 to %d", BP_MAX_RUNS);
 				return 2;
 			}
 			break;
@@ -1546,7 +1353,8 @@ int main(int argc, char **argv)
 	tmp_path(owner, sizeof owner, "owner.pid");
 	snprintf(pidtext, sizeof pidtext, "%ld\n", (long)getpid());
 	write_file(owner, pidtext);
-	struct sigaction sa = {.sa_handler = on_signal};
+	bp_child_alarm = (unsigned)opt.timeout + 10;
+	struct sigaction sa = {.sa_handler = bp_on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -1555,15 +1363,15 @@ int main(int argc, char **argv)
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 	print_header();
-	if (opt.rows & ROW_1 && !g_stop)
+	if (opt.rows & ROW_1 && !bp_stop)
 		row_lib("1", BIG_WSIZE);
-	if (opt.rows & ROW_2 && !g_stop)
+	if (opt.rows & ROW_2 && !bp_stop)
 		row_lib("2", SMALL_WSIZE);
-	if (opt.rows & ROW_3A && !g_stop)
+	if (opt.rows & ROW_3A && !bp_stop)
 		row_brokers("3a", BIG_WSIZE);
-	if (opt.rows & ROW_3B && !g_stop)
+	if (opt.rows & ROW_3B && !bp_stop)
 		row_brokers("3b", SMALL_WSIZE);
-	if (opt.rows & ROW_4 && !g_stop)
+	if (opt.rows & ROW_4 && !bp_stop)
 		row_rss();
 
 	print_cpu_table();
@@ -1577,12 +1385,12 @@ int main(int argc, char **argv)
 	       g_failed_rows ? "; some rows could not be measured (see above)" : "");
 	if (opt.quick)
 		printf("--quick: tiny single runs; the figures mean nothing.\n");
-	if (g_stop)
+	if (bp_stop)
 		sweep_orphans();
 	rm_tmpdir();
-	if (g_stop) {
-		warnx("stopped by signal %d", (int)g_stop);
-		return 128 + (int)g_stop;
+	if (bp_stop) {
+		warnx("stopped by signal %d", (int)bp_stop);
+		return 128 + (int)bp_stop;
 	}
 	return g_failed_rows ? 1 : 0;
 }
