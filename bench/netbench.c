@@ -379,18 +379,7 @@ struct job {
 	int ready_w, go_r, go_w, res_w, done_r, done_w;
 };
 
-static void send_ready(int fd, char c)
-{
-	ssize_t w = write(fd, &c, 1);
-	(void)w;
-}
 
-static void wait_go(int fd)
-{
-	char c;
-	while (read(fd, &c, 1) < 0 && errno == EINTR)
-		;
-}
 
 /* Wait (bounded) until the peer says it has received everything: a raw
  * socket may drop what is still queued when it is closed (nng has no
@@ -426,7 +415,7 @@ static void report(const struct job *j, struct res *r)
 	(void)w;
 	/* After the result: the parent kills us when it sees 'E'. */
 	if (r->failed)
-		send_ready(j->ready_w, 'E');
+		bp_send_byte(j->ready_w, 'E');
 	child_exit(r->failed ? 1 : 0);
 }
 
@@ -460,14 +449,14 @@ static void reader_child(void *arg)
 		fail_res(&r, EIO, "reader: %s", e.why);
 		report(j, &r);
 	}
-	send_ready(j->ready_w, 'R');   /* listening */
+	bp_send_byte(j->ready_w, 'R');   /* listening */
 	char hello;
 	if (end_recv_all(&e, &hello, 1) < 0) {
 		fail_res(&r, EIO, "reader: the hello: %s", e.why);
 		report(j, &r);
 	}
-	send_ready(j->ready_w, 'R');   /* connected: the writer's hello came */
-	wait_go(j->go_r);
+	bp_send_byte(j->ready_w, 'R');   /* connected: the writer's hello came */
+	bp_wait_byte(j->go_r);
 	r.cpu = cpu_now();
 	for (;;) {
 		int64_t n = end_recv(&e, buf, sizeof buf);
@@ -481,7 +470,7 @@ static void reader_child(void *arg)
 		r.bytes += (uint64_t)n;
 	}
 	r.t_end = bp_now();
-	send_ready(j->done_w, 'D');
+	bp_send_byte(j->done_w, 'D');
 	if (end_close(&e) < 0)
 		fail_res(&r, EIO, "reader: %s", e.why);
 	report(j, &r);
@@ -512,8 +501,8 @@ static void writer_child(void *arg)
 		fail_res(&r, EIO, "writer: the hello: %s", e.why);
 		report(j, &r);
 	}
-	send_ready(j->ready_w, 'R');
-	wait_go(j->go_r);
+	bp_send_byte(j->ready_w, 'R');
+	bp_wait_byte(j->go_r);
 	r.cpu = cpu_now();
 	uint64_t every = j->wsize >= (1u << 20) ? 1 : (1u << 20) / j->wsize;
 	double until = opt.seconds > 0 ? bp_now() + opt.seconds : 0;
@@ -586,8 +575,8 @@ static void pp_a_child(void *arg)
 		fail_res(&r, EIO, "A: the first round trip: %s", wr.why[0] ? wr.why : rd.why);
 		report(j, &r);
 	}
-	send_ready(j->ready_w, 'R');
-	wait_go(j->go_r);
+	bp_send_byte(j->ready_w, 'R');
+	bp_wait_byte(j->go_r);
 	for (long i = 0; i < w + n && !r.failed; i++) {
 		if (i == w)
 			r.cpu = cpu_now();
@@ -610,7 +599,7 @@ static void pp_a_child(void *arg)
 	r.cpu = cpu_now() - r.cpu;
 	r.cpu_done = true;
 	if (j->kind == RAW) {
-		send_ready(j->done_w, 'D');   /* B may close: we have every pong */
+		bp_send_byte(j->done_w, 'D');   /* B may close: we have every pong */
 		end_close(&wr);
 		end_close(&rd);
 	} else if (!r.failed) {
@@ -646,8 +635,8 @@ static void pp_b_child(void *arg)
 		fail_res(&r, EIO, "B: the first round trip: %s", rd.why[0] ? rd.why : wr.why);
 		report(j, &r);
 	}
-	send_ready(j->ready_w, 'R');
-	wait_go(j->go_r);
+	bp_send_byte(j->ready_w, 'R');
+	bp_wait_byte(j->go_r);
 	for (long i = 0; i < w + n && !r.failed; i++) {
 		if (i == w)
 			r.cpu = cpu_now();
@@ -682,39 +671,7 @@ static void pp_b_child(void *arg)
 
 /* ---- one run, in the parent --------------------------------------------------- */
 
-static bool read_res(int fd, struct res *r)
-{
-	ssize_t n;
-	do
-		n = read(fd, r, sizeof *r);
-	while (n < 0 && errno == EINTR);
-	return n == (ssize_t)sizeof *r;
-}
 
-/* Wait for n 'R' bytes on fd; false on 'E', a child's death or timeout. */
-static bool wait_ready(int fd, int n, struct bp_proc *ps, int nps, double deadline)
-{
-	while (n > 0) {
-		struct pollfd pf = {fd, POLLIN, 0};
-		double left = deadline - bp_now();
-		if (left <= 0 || bp_stop)
-			return false;
-		int rc = poll(&pf, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
-		if (rc < 0 && errno != EINTR)
-			return false;
-		if (rc == 1) {
-			char c;
-			if (read(fd, &c, 1) != 1 || c != 'R')
-				return false;
-			n--;
-			continue;
-		}
-		for (int i = 0; i < nps; i++)
-			if (bp_try_reap(&ps[i]))
-				return false;
-	}
-	return true;
-}
 
 #define RC_UNAVAILABLE (-10000)
 
@@ -768,7 +725,7 @@ static int run_one(enum kind kind, enum lib lib, size_t wsize, bool row3, struct
 		if ((rc = bp_spawn(&ps[1], pp_a_child, &j)) < 0)
 			goto out;
 		nps = 2;
-		if (!wait_ready(ready[0], 2, ps, nps, bp_now() + START_TIMEOUT)) {
+		if (!bp_wait_ready(ready[0], 2, ps, nps, bp_now() + START_TIMEOUT)) {
 			rc = -EIO, why = "the ends did not connect";
 			goto out;
 		}
@@ -777,14 +734,14 @@ static int run_one(enum kind kind, enum lib lib, size_t wsize, bool row3, struct
 		if ((rc = bp_spawn(&ps[0], reader_child, &j)) < 0)
 			goto out;
 		nps = 1;
-		if (!wait_ready(ready[0], 1, ps, nps, bp_now() + START_TIMEOUT)) {
+		if (!bp_wait_ready(ready[0], 1, ps, nps, bp_now() + START_TIMEOUT)) {
 			rc = -EIO, why = "the reader did not start";
 			goto out;
 		}
 		if ((rc = bp_spawn(&ps[1], writer_child, &j)) < 0)
 			goto out;
 		nps = 2;
-		if (!wait_ready(ready[0], 2, ps, nps, bp_now() + START_TIMEOUT)) {
+		if (!bp_wait_ready(ready[0], 2, ps, nps, bp_now() + START_TIMEOUT)) {
 			rc = -EIO, why = "the writer and the reader did not connect";
 			goto out;
 		}
@@ -803,7 +760,7 @@ out:
 		close(res[1]), res[1] = -1;
 	struct res got[2], *rr = NULL, *ww = NULL;
 	bool unavail = false;
-	for (int i = 0; i < 2 && read_res(res[0], &got[i]); i++) {
+	for (int i = 0; i < 2 && bp_read_full(res[0], &got[i], sizeof got[i]); i++) {
 		*(got[i].role ? &ww : &rr) = &got[i];
 		if (got[i].unavailable) {
 			unavail = true;

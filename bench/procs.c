@@ -177,3 +177,49 @@ double bp_spread(const struct bp_stat *s)
 {
 	return s->n > 1 && s->median > 0 ? 100.0 * (s->max - s->min) / s->median : 0;
 }
+
+void bp_send_byte(int fd, char c)
+{
+	ssize_t w = write(fd, &c, 1);
+	(void)w;
+}
+
+void bp_wait_byte(int fd)
+{
+	char c;
+	while (read(fd, &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+bool bp_read_full(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+	do
+		n = read(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)len;
+}
+
+bool bp_wait_ready(int fd, int n, struct bp_proc *ps, int nps, double deadline)
+{
+	while (n > 0) {
+		struct pollfd pf = {fd, POLLIN, 0};
+		double left = deadline - bp_now();
+		if (left <= 0 || bp_stop)
+			return false;
+		int rc = poll(&pf, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
+		if (rc < 0 && errno != EINTR)
+			return false;
+		if (rc == 1) {
+			char c;
+			if (read(fd, &c, 1) != 1 || c != 'R')
+				return false;
+			n--;
+			continue;
+		}
+		for (int i = 0; i < nps; i++)
+			if (bp_try_reap(&ps[i]))
+				return false;
+	}
+	return true;
+}

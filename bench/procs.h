@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 #define BP_MAX_PROCS 16
@@ -47,6 +48,17 @@ int bp_wait(struct bp_proc *ps, int n, double deadline, bool fail_fast);
 void bp_kill(struct bp_proc *ps, int n);
 /* Forget a pid reaped by other means (an orphan swept up). */
 void bp_forget(pid_t pid);
+
+/* The parent-child handshake over a pipe: a child sends one byte ('R'
+ * ready, 'E' failed) and waits for the parent's go byte; the result
+ * struct comes back whole. */
+void bp_send_byte(int fd, char c);
+void bp_wait_byte(int fd);
+/* Read exactly len bytes (a child's result); false on a short read. */
+bool bp_read_full(int fd, void *buf, size_t len);
+/* Wait for n 'R' bytes on fd; false on anything else, a child's death,
+ * bp_stop or the deadline. */
+bool bp_wait_ready(int fd, int n, struct bp_proc *ps, int nps, double deadline);
 
 /* The runs of one figure. */
 struct bp_stat {

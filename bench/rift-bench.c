@@ -320,18 +320,7 @@ struct xfer {
 	int ready_w, go_r, go_w, res_w;
 };
 
-static void send_ready(int fd, char c)
-{
-	ssize_t w = write(fd, &c, 1);
-	(void)w;
-}
 
-static void wait_go(int fd)
-{
-	char c;
-	while (read(fd, &c, 1) < 0 && errno == EINTR)
-		;
-}
 
 static void cpu_times(double *user, double *sys)
 {
@@ -375,11 +364,11 @@ static void reader_child(void *arg)
 		close(x->other);
 	} else if (!(np = netpipe_open(x->desc))) {
 		fail_res(&r, errno, "reader: netpipe_open(%s): %s", x->desc, netpipe_error());
-		send_ready(x->ready_w, 'E');
+		bp_send_byte(x->ready_w, 'E');
 		report(x, &r);
 	}
-	send_ready(x->ready_w, 'R');
-	wait_go(x->go_r);
+	bp_send_byte(x->ready_w, 'R');
+	bp_wait_byte(x->go_r);
 	cpu_times(&r.cpu_user, &r.cpu_sys);
 	for (;;) {
 		int64_t n = np ? netpipe_read(np, buf, (int32_t)sizeof buf)
@@ -413,7 +402,7 @@ static void writer_child(void *arg)
 	char *buf = malloc(x->wsize);
 	if (!buf) {
 		fail_res(&r, ENOMEM, "writer: out of memory");
-		send_ready(x->ready_w, 'E');
+		bp_send_byte(x->ready_w, 'E');
 		report(x, &r);
 	}
 	for (size_t i = 0; i < x->wsize; i++)
@@ -422,11 +411,11 @@ static void writer_child(void *arg)
 		close(x->other);
 	} else if (!(np = netpipe_open(x->desc))) {
 		fail_res(&r, errno, "writer: netpipe_open(%s): %s", x->desc, netpipe_error());
-		send_ready(x->ready_w, 'E');
+		bp_send_byte(x->ready_w, 'E');
 		report(x, &r);
 	}
-	send_ready(x->ready_w, 'R');
-	wait_go(x->go_r);
+	bp_send_byte(x->ready_w, 'R');
+	bp_wait_byte(x->go_r);
 	cpu_times(&r.cpu_user, &r.cpu_sys);
 	uint64_t every = x->wsize >= (1u << 20) ? 1 : (1u << 20) / x->wsize;
 	double until = opt.seconds > 0 ? bp_now() + opt.seconds : 0;
@@ -473,39 +462,7 @@ static void writer_child(void *arg)
 	report(x, &r);
 }
 
-static bool read_res(int fd, struct xfer_res *r)
-{
-	ssize_t n;
-	do
-		n = read(fd, r, sizeof *r);
-	while (n < 0 && errno == EINTR);
-	return n == (ssize_t)sizeof *r;
-}
 
-/* Wait for n 'R' bytes on fd; false on 'E', a child's death or timeout. */
-static bool wait_ready(int fd, int n, struct bp_proc *ps, int nps, double deadline)
-{
-	while (n > 0) {
-		struct pollfd pf = {fd, POLLIN, 0};
-		double left = deadline - bp_now();
-		if (left <= 0 || bp_stop)
-			return false;
-		int rc = poll(&pf, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
-		if (rc < 0 && errno != EINTR)
-			return false;
-		if (rc == 1) {
-			char c;
-			if (read(fd, &c, 1) != 1 || c != 'R')
-				return false;
-			n--;
-			continue;
-		}
-		for (int i = 0; i < nps; i++)
-			if (bp_try_reap(&ps[i]))
-				return false;
-	}
-	return true;
-}
 
 /* One run of a writer process and a reader process. On success puts MB/s
  * (wsize >= 1 KiB) or writes/s, and the CPU per write, in *out. */
@@ -542,14 +499,14 @@ static int run_pair(enum kind kind, size_t wsize, struct sample *out)
 	if ((rc = bp_spawn(&ps[0], reader_child, &xr)) < 0)
 		goto out;
 	nps = 1;
-	if (kind == OURS && !wait_ready(ready[0], 1, ps, nps, bp_now() + 10)) {
+	if (kind == OURS && !bp_wait_ready(ready[0], 1, ps, nps, bp_now() + 10)) {
 		rc = -EIO, why = "the reader did not start";
 		goto out;
 	}
 	if ((rc = bp_spawn(&ps[1], writer_child, &xw)) < 0)
 		goto out;
 	nps = 2;
-	if (!wait_ready(ready[0], kind == OURS ? 1 : 2, ps, nps, bp_now() + 10)) {
+	if (!bp_wait_ready(ready[0], kind == OURS ? 1 : 2, ps, nps, bp_now() + 10)) {
 		rc = -EIO, why = "a child did not start";
 		goto out;
 	}
@@ -569,7 +526,7 @@ out:
 	if (res[1] >= 0)
 		close(res[1]), res[1] = -1;
 	struct xfer_res got[2], *rr = NULL, *ww = NULL;
-	for (int i = 0; i < 2 && read_res(res[0], &got[i]); i++) {
+	for (int i = 0; i < 2 && bp_read_full(res[0], &got[i], sizeof got[i]); i++) {
 		*(got[i].writer ? &ww : &rr) = &got[i];
 		if (got[i].failed) {
 			warnx("%s %s", kind == RAW ? "raw" : "rift", got[i].msg);
