@@ -118,6 +118,11 @@ bool nf_pending(const struct nf_writer *w)
 	return w->pend_off < w->pend_len;
 }
 
+int nf_held(const struct nf_writer *w)
+{
+	return w->err ? w->err : (int)(w->pend_len - w->pend_off);
+}
+
 static int keep(struct nf_writer *w, const struct iovec *iov, int n, size_t sent)
 {
 	size_t need = 0;

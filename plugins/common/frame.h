@@ -83,6 +83,9 @@ int nf_flush(struct nf_writer *w);
 /* Queue END (with the digest when etag) and flush: 0 once it is sent. */
 int nf_end(struct nf_writer *w);
 bool nf_pending(const struct nf_writer *w);
+/* What a transport answers to NP_CTL_PENDING: the bytes kept, or the
+ * -errno that keeps them from going. */
+int nf_held(const struct nf_writer *w);
 
 int nf_reader_init(struct nf_reader *r, nf_io_fn io, void *ctx, int etag);
 void nf_reader_free(struct nf_reader *r);

@@ -442,8 +442,8 @@ static int fl_ctl(struct np_pipe *p, int op, void *arg)
 {
 	struct fl *f = p->state;
 	(void)arg;
-	if (op == NP_CTL_PENDING) /* held bytes, or why they cannot go */
-		return f->w.err ? f->w.err : (int)(f->w.pend_len - f->w.pend_off);
+	if (op == NP_CTL_PENDING)
+		return nf_held(&f->w);
 	return -ENOTTY;
 }
 

@@ -410,8 +410,8 @@ static int ux_ctl(struct np_pipe *p, int op, void *arg)
 {
 	struct ux *u = p->state;
 	(void)arg;
-	if (op == NP_CTL_PENDING) /* held bytes, or why they cannot go */
-		return u->w.err ? u->w.err : (int)(u->w.pend_len - u->w.pend_off);
+	if (op == NP_CTL_PENDING)
+		return nf_held(&u->w);
 	return -ENOTTY;
 }
 
