@@ -18,13 +18,18 @@
 #      file; a writer with another key, and one without CURVE, never get
 #      in (connect_timeout: the writer broker fails with a clear message,
 #      the reader gets nothing and logs the refusal once).
+#   6. CURVE client keys (curve_clients, checked by the plugin's ZAP
+#      handler): a writer whose key is not in the reader's list never gets
+#      in (as in 5); then one whose key is listed carries the file to the
+#      same reader; a malformed list, and curve_clients where it makes no
+#      sense, are refused by broker --check with the file and line.
 #
 # Every wait is bounded (timeout(1), or a deadline on a condition); no
 # sleep stands for synchronisation. Processes and files are cleaned up on
 # every exit path.
 #
 # Environment (meson.build sets it): BROKER, RIFT_PLUGINS (build/plugins),
-# KEYGEN (rift-keygen; case 5 is skipped without it).
+# KEYGEN (rift-keygen; cases 5 and 6 are skipped without it).
 set -eu
 
 fail() { echo "zmq-brokers: FAIL: $*" >&2; exit 1; }
@@ -40,7 +45,7 @@ PIDS=""
 cleanup() {
 	for p in $PIDS; do
 		# Each broker runs in its own session: end it and its program.
-		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+		kill -KILL "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
 	done
 	rm -rf "$T"
 }
@@ -214,4 +219,78 @@ if [ -n "${KEYGEN:-}" ]; then
 	[ ! -s "$T/locked.copy" ] || fail "curve: the reader got bytes from a writer without the key"
 	grep -q "failed the ZMTP handshake" "$T/locked-r.err" || { cat "$T/locked-r.err" >&2; fail "curve: the reader did not log the refused peer"; }
 	[ "$(grep -c "failed the ZMTP handshake" "$T/locked-r.err")" -eq 1 ] || fail "curve: the refusal is logged more than once"
+fi
+
+# 6. CURVE client keys. Needs case 5's server key pair.
+check_refused() { # check_refused NAME URI PATTERN: broker --check exits 2 saying PATTERN
+	manifest "$T/$1.manifest" exec:/bin/cat "$2" "$T/$1.copy" 0
+	rc=0; "$BROKER" --check -m "$T/$1.manifest" -P "$RIFT_PLUGINS" >"$T/$1.out" 2>"$T/$1.err" || rc=$?
+	[ "$rc" -eq 2 ] || { cat "$T/$1.err" >&2; fail "clients: $1: broker --check exited $rc, expected 2"; }
+	grep -q -- "$3" "$T/$1.err" || { cat "$T/$1.err" >&2; fail "clients: $1: no clear message (expected '$3')"; }
+	say "ok clients: $1 refused: $(grep -m1 -- "$3" "$T/$1.err")"
+}
+if [ -n "${KEYGEN:-}" ]; then
+	for k in cla clb clc; do
+		"$KEYGEN" "$T/$k" >/dev/null || fail "clients: rift-keygen failed"
+	done
+	# The list: comments, empty lines, another client's key, and client
+	# A's whole NAME.pub (its comment line and its key).
+	{ echo "# clients let in"; echo; grep -v '^#' "$T/clc.pub"; echo; cat "$T/cla.pub"; } \
+		>"$T/clients.list"
+	url="tcp://127.0.0.1:$(free_port)"
+	manifest "$T/clients-r.manifest" exec:/bin/cat \
+		"Netpipe:zmq:$url?curve_secret=$T/srv.key&curve_clients=$T/clients.list:r" \
+		"$T/clients.copy" 0
+	start_broker clients-r "$T/clients-r.manifest"
+	r=$LAST
+
+	# Client B knows the server's key but is not listed: kept out.
+	manifest "$T/clb-w.manifest" exec:/bin/cat "$T/in.bin" \
+		"Netpipe:zmq:$url?curve_secret=$T/clb.key&curve_server=$T/srv.pub&connect_timeout=1500:w" 0
+	rc=0; "$BROKER" -m "$T/clb-w.manifest" -P "$RIFT_PLUGINS" >"$T/clb-w.out" 2>"$T/clb-w.err" || rc=$?
+	[ "$rc" -ne 0 ] || { cat "$T/clb-w.err" >&2; fail "clients: a writer with an unlisted key exited 0"; }
+	grep -q "within connect_timeout.*handshake failed" "$T/clb-w.err" ||
+		{ cat "$T/clb-w.err" >&2; fail "clients: the unlisted writer's broker gave no clear message"; }
+	kill -0 "$r" 2>/dev/null || { cat "$T/clients-r.err" >&2; fail "clients: the reader ended"; }
+	[ ! -s "$T/clients.copy" ] || fail "clients: the reader got bytes from an unlisted writer"
+	say "ok clients: an unlisted key was kept out: $(grep -m1 error "$T/clb-w.err")"
+
+	# Client A is listed: the file goes through, to the same reader.
+	manifest "$T/cla-w.manifest" exec:/bin/cat "$T/in.bin" \
+		"Netpipe:zmq:$url?curve_secret=$T/cla.key&curve_server=$T/srv.pub&connect_timeout=20000:w" 0
+	start_broker cla-w "$T/cla-w.manifest"
+	w=$LAST
+	rc=0; wait "$r" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/clients-r.err" "$T/cla-w.err" >&2; fail "clients: the reader exited $rc"; }
+	rc=0; wait "$w" || rc=$?
+	[ "$rc" -eq 0 ] || { cat "$T/cla-w.err" >&2; fail "clients: the listed writer exited $rc"; }
+	cmp "$T/in.bin" "$T/clients.copy" || fail "clients: the copy differs"
+	grep -q "failed the ZMTP handshake (authentication" "$T/clients-r.err" ||
+		{ cat "$T/clients-r.err" >&2; fail "clients: the reader did not log the refused client"; }
+	[ "$(grep -c "failed the ZMTP handshake" "$T/clients-r.err")" -eq 1 ] ||
+		{ cat "$T/clients-r.err" >&2; fail "clients: the refusal is logged more than once"; }
+	# When the line names the refused key, it is B's.
+	! grep -q "its CURVE key" "$T/clients-r.err" || grep -qF "$(grep -v '^#' "$T/clb.pub")" "$T/clients-r.err" ||
+		{ cat "$T/clients-r.err" >&2; fail "clients: the reader named another key than the refused one"; }
+	say "ok clients: $(wc -c <"$T/in.bin") bytes from the listed key; the reader logged: $(grep -m1 "failed the ZMTP" "$T/clients-r.err")"
+
+	# Checked without opening anything: one NAME.pub is a list.
+	manifest "$T/onepub.manifest" exec:/bin/cat \
+		"Netpipe:zmq:$url?curve_secret=$T/srv.key&curve_clients=$T/cla.pub:r" "$T/onepub.copy" 0
+	"$BROKER" --check -m "$T/onepub.manifest" -P "$RIFT_PLUGINS" >"$T/onepub.out" 2>"$T/onepub.err" ||
+		{ cat "$T/onepub.err" >&2; fail "clients: broker --check refused a NAME.pub as curve_clients"; }
+	{ echo "# clients"; echo; echo "not-a-key"; cat "$T/cla.pub"; } >"$T/bad.list"
+	check_refused bad-list "Netpipe:zmq:$url?curve_secret=$T/srv.key&curve_clients=$T/bad.list:r" \
+		"$T/bad.list:3: malformed key"
+	check_refused secret-list "Netpipe:zmq:$url?curve_secret=$T/srv.key&curve_clients=$T/cla.key:r" \
+		"$T/cla.key:1: a secret key file"
+	{ echo "# nobody yet"; echo; } >"$T/empty.list"
+	check_refused empty-list "Netpipe:zmq:$url?curve_secret=$T/srv.key&curve_clients=$T/empty.list:r" \
+		"$T/empty.list: no key in it"
+	check_refused missing-list "Netpipe:zmq:$url?curve_secret=$T/srv.key&curve_clients=$T/none.list:r" \
+		"$T/none.list: No such file"
+	check_refused no-secret "Netpipe:zmq:$url?curve_clients=$T/cla.pub:r" "needs curve_secret"
+	# listen=writer: this reader connects, so it is the CURVE client.
+	check_refused connecting "Netpipe:zmq:$url?listen=writer&curve_server=$T/srv.pub&curve_clients=$T/cla.pub:r" \
+		"for the binding end"
 fi
