@@ -12,6 +12,13 @@
  *   curve_secret=FILE    CURVE: this end's secret key (Z85 file from
  *                        rift-keygen); makes the binding end a CURVE server
  *   curve_server=FILE    CURVE, connecting end: the binder's public key
+ *   curve_clients=FILE   CURVE, binding end: the public keys of the clients
+ *                        let in (zap.c's ZAP handler checks them)
+ *   fanout=1             one writer, many readers (XPUB/XSUB): the writer
+ *                        binds, readers connect; a slow reader slows the
+ *                        writer (XPUB_NODROP), nothing is dropped
+ *   readers=N            fan-out writer: wait for N readers before the
+ *                        first byte (default 1)
  *
  * Both ends are DEALER sockets used as PUSH/PULL (the same load-balancing
  * and fair-queueing pipes), so that the reader can send one message back:
@@ -46,9 +53,14 @@
 #include "msgframe.h"
 #include "netpipe.h"
 #include "options.h"
+#include "zap.h"
 
 #define CLOSE_LINGER_MS 2000 /* after a clean close, for END to leave */
 #define DEFAULT_HWM     128
+#define MAX_READERS     10000
+/* A fan-out writer looks upstream (departures: -EPIPE) at least this often,
+ * in writes, when nothing else makes it look. */
+#define FAN_DRAIN_EVERY 64
 /* The reader's one message back: END arrived (docs/zmq.md). */
 #define ACK_MSG "RFTA"
 #define ACK_LEN 4
@@ -65,6 +77,14 @@ struct zp {
 	bool handshaked;        /* a peer completed the ZMTP handshake */
 	bool peer_left;         /* ... and then disconnected */
 	bool hs_failed;         /* a handshake failed (not zmq, CURVE keys) */
+	bool refused;           /* ... because curve_clients lacks a key (ZAP) */
+	bool fanout;            /* XPUB writer / XSUB reader (docs/zmq.md) */
+	int readers_min;        /* fan-out writer: readers before the preamble */
+	int present;            /* fan-out writer: subscribed readers now */
+	int acks;               /* fan-out writer: readers that acknowledged END */
+	int end_readers;        /* fan-out writer: readers present at END */
+	int since_drain;        /* fan-out writer: writes since the last look */
+	bool started;           /* fan-out writer: the preamble went out */
 	int fail;               /* writer: sticky -errno */
 	int64_t deadline;       /* writer: connect_timeout, or -1 */
 	struct nm_stream ns;
@@ -83,6 +103,7 @@ struct zp {
 	size_t pl_len, pl_off;
 	char url[256];
 	char err[512];
+	char zap_domain[ZAP_DOMAIN_LEN]; /* curve_clients registered (zap.h) */
 };
 
 static const struct np_host *host;
@@ -97,14 +118,18 @@ struct zurl {
 	int64_t hwm;
 	char curve_secret[128];  /* this end's secret key file */
 	char curve_server[128];  /* connecting end: the binder's public key */
+	char curve_clients[128]; /* binding end: the clients' public keys */
 	bool binds;
+	bool fanout;
+	int64_t readers;
 };
 
 static int parse(const char *address, uint32_t mode, struct zurl *u, char *err,
                  size_t errlen)
 {
 	static const char *const allowed[] = {"listen", "bind", "connect_timeout", "hwm",
-	                                      "curve_secret", "curve_server", NULL};
+	                                      "curve_secret", "curve_server", "curve_clients",
+	                                      "fanout", "readers", NULL};
 	struct no_opts o;
 	memset(u, 0, sizeof *u);
 	int rc = no_parse(address, u->url, sizeof u->url, &o, allowed, err, errlen);
@@ -119,9 +144,37 @@ static int parse(const char *address, uint32_t mode, struct zurl *u, char *err,
 		return -EINVAL;
 	}
 	u->bind_writer = b && strcmp(b, "writer") == 0;
+	int64_t fan;
 	if ((rc = no_get_int(&o, "connect_timeout", -1, &u->connect_timeout, err, errlen)) < 0 ||
-	    (rc = no_get_int(&o, "hwm", DEFAULT_HWM, &u->hwm, err, errlen)) < 0)
+	    (rc = no_get_int(&o, "hwm", DEFAULT_HWM, &u->hwm, err, errlen)) < 0 ||
+	    (rc = no_get_int(&o, "fanout", 0, &fan, err, errlen)) < 0 ||
+	    (rc = no_get_int(&o, "readers", 1, &u->readers, err, errlen)) < 0)
 		return rc;
+	if (fan != 0 && fan != 1) {
+		snprintf(err, errlen, "option fanout=%lld: expected 0 or 1", (long long)fan);
+		return -EINVAL;
+	}
+	u->fanout = fan == 1;
+	/* Readers accept (and ignore) readers=, so both ends can share one
+	 * address. */
+	if (no_get(&o, "readers") && !u->fanout) {
+		snprintf(err, errlen, "option readers= needs fanout=1");
+		return -EINVAL;
+	}
+	if (u->readers < 1 || u->readers > MAX_READERS) {
+		snprintf(err, errlen, "option readers=%lld: expected 1 to %d",
+		         (long long)u->readers, MAX_READERS);
+		return -EINVAL;
+	}
+	if (u->fanout) {
+		/* Many readers cannot all bind one address: the writer binds. */
+		if (b && !u->bind_writer) {
+			snprintf(err, errlen, "option %s=reader: with fanout=1 the writer binds "
+			         "and every reader connects", key);
+			return -EINVAL;
+		}
+		u->bind_writer = true;
+	}
 	if (u->hwm > 1000000) {
 		snprintf(err, errlen, "option hwm=%lld: at most 1000000", (long long)u->hwm);
 		return -EINVAL;
@@ -129,8 +182,20 @@ static int parse(const char *address, uint32_t mode, struct zurl *u, char *err,
 	bool binds = (mode == NP_WRITE) == u->bind_writer;
 	u->binds = binds;
 	const char *cs = no_get(&o, "curve_secret"), *cv = no_get(&o, "curve_server");
+	const char *cc = no_get(&o, "curve_clients");
 	snprintf(u->curve_secret, sizeof u->curve_secret, "%s", cs ? cs : "");
 	snprintf(u->curve_server, sizeof u->curve_server, "%s", cv ? cv : "");
+	snprintf(u->curve_clients, sizeof u->curve_clients, "%s", cc ? cc : "");
+	if (cc && !binds) {
+		snprintf(err, errlen, "curve_clients is for the binding end (the CURVE server); "
+		         "the connecting end names its own key with curve_secret");
+		return -EINVAL;
+	}
+	if (cc && !cs) {
+		snprintf(err, errlen, "curve_clients needs curve_secret (the binding end's secret "
+		         "key file): client keys are checked only by a CURVE server");
+		return -EINVAL;
+	}
 	if (binds && cv) {
 		snprintf(err, errlen, "curve_server is for the connecting end; the binding end "
 		         "names its own secret key with curve_secret");
@@ -211,6 +276,8 @@ static int zp_validate(const char *address, uint32_t mode, char *err, size_t err
 		rc = rk_read(u.curve_secret, key, err, errlen);
 	if (rc == 0 && u.curve_server[0])
 		rc = rk_read(u.curve_server, key, err, errlen);
+	if (rc == 0 && u.curve_clients[0])
+		rc = zap_check(u.curve_clients, err, errlen);
 	return rc;
 }
 
@@ -229,6 +296,16 @@ static int set_curve(struct zp *z, const struct zurl *u)
 		if (zmq_setsockopt(z->sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
 		    zmq_setsockopt(z->sock, ZMQ_CURVE_SECRETKEY, sec, RK_Z85_LEN + 1) < 0)
 			return zerr(z, "CURVE (libzmq without libsodium?) for");
+		if (!u->curve_clients[0])
+			return 0;
+		/* Client keys: the ZAP handler checks them under this pipe's
+		 * domain, set before the bind (release() forgets it). */
+		if ((rc = zap_register(zctx, u->curve_clients, z->zap_domain, z->err,
+		                       sizeof z->err)) < 0)
+			return rc;
+		if (zmq_setsockopt(z->sock, ZMQ_ZAP_DOMAIN, z->zap_domain,
+		                   strlen(z->zap_domain)) < 0)
+			return zerr(z, "ZMQ_ZAP_DOMAIN for");
 		return 0;
 	}
 	if ((rc = rk_read(u->curve_server, srv, z->err, sizeof z->err)) < 0)
@@ -252,6 +329,24 @@ static int set_err(struct zp *z, int rc, const char *what)
 
 /* ---- the monitor ---- */
 
+/* Only a ZAP handler's refusal (zap.c) is an authentication failure: the
+ * binding end's curve_clients does not list the connecting end's key.
+ * The server names the key, so that it can be listed. */
+static void log_refusal(struct zp *z)
+{
+	char key[ZAP_Z85_LEN + 1];
+	if (!z->binder)
+		host->log(host, NP_LOG_WARN, "%s: %s: the binding end refused this end's CURVE "
+		          "key (it is not in its curve_clients)", z->pipe->label, z->url);
+	else if (zap_refused(z->zap_domain, key))
+		host->log(host, NP_LOG_WARN, "%s: %s: a peer failed the ZMTP handshake "
+		          "(authentication: its CURVE key %s is not in curve_clients); it is not "
+		          "let in", z->pipe->label, z->url, key);
+	else
+		host->log(host, NP_LOG_WARN, "%s: %s: a peer failed the ZMTP handshake "
+		          "(authentication); it is not let in", z->pipe->label, z->url);
+}
+
 static void on_event(struct zp *z, int ev)
 {
 	switch (ev) {
@@ -265,14 +360,17 @@ static void on_event(struct zp *z, int ev)
 			z->hs_failed = true;
 		break;
 	case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-	case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
 		/* Once per pipe: zmq retries, and each try fails again. */
 		if (!z->hs_failed)
 			host->log(host, NP_LOG_WARN, "%s: %s: a peer failed the ZMTP handshake "
-			          "(%s: not zmq, or other CURVE keys); it is not let in",
-			          z->pipe->label, z->url,
-			          ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? "authentication" : "protocol");
+			          "(protocol: not zmq, or other CURVE keys); it is not let in",
+			          z->pipe->label, z->url);
 		z->hs_failed = true;
+		break;
+	case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+		if (!z->hs_failed)
+			log_refusal(z);
+		z->hs_failed = z->refused = true;
 		break;
 	case ZMQ_EVENT_DISCONNECTED:
 		/* A connection that failed its handshake (a port probe, a peer
@@ -357,6 +455,8 @@ static void release(struct zp *z, int linger)
 	}
 	z->sock = z->mon = NULL;
 	z->sfd = z->mfd = -1;
+	zap_forget(z->zap_domain);
+	z->zap_domain[0] = '\0';
 	host->set_timer(z->pipe, -1);
 	nm_free(&z->ns);
 }
@@ -401,14 +501,27 @@ static int zp_open(struct np_pipe *p, const struct np_open_args *a)
 		return rc;
 	z->binder = (a->mode == NP_WRITE) == u.bind_writer;
 	z->deadline = -1;
+	z->fanout = u.fanout;
+	z->readers_min = (int)u.readers;
 
 	/* DEALER on both ends: PUSH/PULL's pattern, plus a way back for the
 	 * reader's acknowledgement of END (a clean close is done only when
-	 * the reader has everything; zmq's linger cannot promise that). */
-	z->sock = zmq_socket(zctx, ZMQ_DEALER);
+	 * the reader has everything; zmq's linger cannot promise that).
+	 * Fan-out: XPUB and XSUB, which carry the same acknowledgement
+	 * upstream and show the writer each reader's (un)subscription. */
+	int type = !u.fanout ? ZMQ_DEALER : a->mode == NP_WRITE ? ZMQ_XPUB : ZMQ_XSUB;
+	z->sock = zmq_socket(zctx, type);
 	if (!z->sock)
 		return zerr(z, "zmq_socket for");
 	int one = 1, zero = 0, hwm = (int)u.hwm, ivl = 20, ivl_max = 200;
+	if (type == ZMQ_XPUB) {
+		/* NODROP: a reader at its high-water mark blocks the writer
+		 * instead of losing messages. VERBOSE(R): every reader's
+		 * subscription and every departure reach us, so we count them. */
+		zmq_setsockopt(z->sock, ZMQ_XPUB_NODROP, &one, sizeof one);
+		zmq_setsockopt(z->sock, ZMQ_XPUB_VERBOSE, &one, sizeof one);
+		zmq_setsockopt(z->sock, ZMQ_XPUB_VERBOSER, &one, sizeof one);
+	}
 	int hb_ivl = 1000, hb_timeout = 3000;
 	zmq_setsockopt(z->sock, ZMQ_LINGER, &zero, sizeof zero);
 	zmq_setsockopt(z->sock, ZMQ_IMMEDIATE, &one, sizeof one);
@@ -446,6 +559,10 @@ static int zp_open(struct np_pipe *p, const struct np_open_args *a)
 	} else if (zmq_connect(z->sock, u.url) < 0) {
 		return zerr(z, "connect");
 	}
+	/* A fan-out reader subscribes to everything; XSUB keeps the
+	 * subscription and sends it on every connection it makes. */
+	if (type == ZMQ_XSUB && zmq_send(z->sock, "\1", 1, ZMQ_DONTWAIT) != 1)
+		return zerr(z, "subscribe to");
 
 	size_t l = sizeof z->sfd;
 	if (zmq_getsockopt(z->sock, ZMQ_FD, &z->sfd, &l) < 0)
@@ -479,6 +596,9 @@ static int flush(struct zp *z)
 {
 	if (!z->has_pend)
 		return 0;
+	/* Fan-out: the preamble (the first message) waits for readers=N. */
+	if (z->fanout && !z->started && z->present < z->readers_min)
+		return -EAGAIN;
 	if (zmq_msg_send(&z->pend, z->sock, ZMQ_DONTWAIT) < 0) {
 		if (errno == EAGAIN)
 			return -EAGAIN;
@@ -487,31 +607,74 @@ static int flush(struct zp *z)
 	}
 	zmq_msg_close(&z->pend);
 	z->has_pend = false;
+	z->started = true;
 	return 0;
+}
+
+/* Fan-out writer: what came upstream. Each reader's subscription (one
+ * byte, 1), its departure (0: XPUB_VERBOSER reports the subscription of a
+ * connection that ended) and its acknowledgement of END. */
+static void drain_up(struct zp *z)
+{
+	unsigned char b[8];
+	int n;
+	while ((n = zmq_recv(z->sock, b, sizeof b, ZMQ_DONTWAIT)) >= 0) {
+		if (n == 1 && b[0] == 1)
+			z->present++;
+		else if (n == 1 && b[0] == 0)
+			z->present -= z->present > 0;
+		else if (n == ACK_LEN && memcmp(b, ACK_MSG, ACK_LEN) == 0)
+			z->acks++;
+	}
+}
+
+/* Fan-out writer, END queued: every reader present then acknowledged it,
+ * or none is left (one that left unacknowledged is treated as a stream
+ * socket's peer would be: see writer_close). Counting can wait longer than
+ * needed (a reader that joined late never acknowledges, it leaves), never
+ * less. */
+static bool fan_end_done(struct zp *z)
+{
+	return z->present == 0 || z->acks >= z->end_readers;
 }
 
 /* What the monitor and the clock say about the writer's peer. */
 static int writer_state(struct zp *z)
 {
 	drain_monitor(z);
+	if (z->fanout)
+		drain_up(z);
 	if (z->fail)
 		return z->fail;
-	if (z->peer_left) {
-		snprintf(z->err, sizeof z->err, "%s: the reader went away", z->url);
+	if (z->fanout ? z->started && z->present == 0 && !z->end_queued : z->peer_left) {
+		/* Fan-out: -EPIPE once the last reader left, as a FIFO's
+		 * writer gets it once no reader has it open. */
+		snprintf(z->err, sizeof z->err, "%s: the %s went away", z->url,
+		         z->fanout ? "last reader" : "reader");
 		return z->fail = -EPIPE;
 	}
-	if (z->deadline >= 0 && !z->handshaked) {
+	if (z->deadline >= 0 && !(z->fanout ? z->started : z->handshaked)) {
 		int64_t now = host->now_ms(host);
 		if (now >= z->deadline) {
-			snprintf(z->err, sizeof z->err,
-			         "no reader appeared at %s within connect_timeout%s", z->url,
-			         z->hs_failed ? " (the handshake failed: not zmq, or other CURVE "
-			                        "keys)" : "");
+			if (z->fanout)
+				snprintf(z->err, sizeof z->err, "%d of readers=%d appeared at %s within "
+				         "connect_timeout%s", z->present, z->readers_min, z->url,
+				         z->hs_failed ? " (a handshake failed: not zmq, or other "
+				                        "CURVE keys)" : "");
+			else
+				snprintf(z->err, sizeof z->err,
+				         "no reader appeared at %s within connect_timeout%s", z->url,
+				         z->refused ? " (the handshake failed: a CURVE key not in the "
+				                      "binding end's curve_clients)"
+				         : z->hs_failed ? " (the handshake failed: not zmq, or other "
+				                          "CURVE keys)" : "");
 			return z->fail = -ETIMEDOUT;
 		}
 	}
 	return 0;
 }
+
+static int fan_push(struct zp *z);
 
 static ssize_t zp_write(struct np_pipe *p, const void *buf, size_t len)
 {
@@ -524,7 +687,15 @@ static ssize_t zp_write(struct np_pipe *p, const void *buf, size_t len)
 		return z->fail;
 	if (z->end_queued)
 		return -EPIPE;
-	int rc = flush(z);
+	int rc;
+	if (z->fanout && (z->has_pend || ++z->since_drain >= FAN_DRAIN_EVERY)) {
+		/* Held bytes first; and now and then what came upstream: a
+		 * writer whose readers all left sends into nothing (XPUB drops
+		 * what no one subscribed to), so it must look to see -EPIPE. */
+		if ((rc = fan_push(z)) < 0)
+			return rc;
+	}
+	rc = flush(z);
 	if (rc == -EAGAIN) {
 		rc = writer_state(z);
 		return rc ? rc : -EAGAIN;
@@ -535,7 +706,7 @@ static ssize_t zp_write(struct np_pipe *p, const void *buf, size_t len)
 		len = NF_MAX_FRAME;
 	/* With etag the digest counts a frame once packed, so a packed frame
 	 * must go; ask first. Without, a refused message is simply dropped. */
-	if (z->ns.etag && !(zevents(z->sock) & ZMQ_POLLOUT)) {
+	if (z->ns.etag && !z->fanout && !(zevents(z->sock) & ZMQ_POLLOUT)) {
 		rc = writer_state(z);
 		return rc ? rc : -EAGAIN;
 	}
@@ -545,7 +716,10 @@ static ssize_t zp_write(struct np_pipe *p, const void *buf, size_t len)
 	nm_pack(&z->ns, zmq_msg_data(&m), buf, len);
 	if (zmq_msg_send(&m, z->sock, ZMQ_DONTWAIT) < 0) {
 		int e = errno;
-		if (e == EAGAIN && z->ns.etag) {
+		/* Fan-out too: XPUB says ZMQ_POLLOUT always (the high-water
+		 * mark is met at send), so the frame is held, and NP_OUT stays
+		 * off until it went. */
+		if (e == EAGAIN && (z->ns.etag || z->fanout)) {
 			z->pend = m; /* accepted: it leaves from ready() */
 			z->has_pend = z->pend_is_data = true;
 			return (ssize_t)len;
@@ -570,8 +744,49 @@ static void check_ack(struct zp *z)
 		z->end_acked = n == ACK_LEN && memcmp(b, ACK_MSG, ACK_LEN) == 0;
 }
 
+/* Fan-out: move what is held (the preamble once readers=N are there, a
+ * frame XPUB refused at a reader's high-water mark) as far as it goes,
+ * and take in what came upstream. XPUB's ZMQ_POLLOUT is always set, so
+ * room shows only as a send that succeeds; and every zmq call may take
+ * ZMQ_FD's signal, so this ends only after ZMQ_EVENTS showed nothing new
+ * and a send after it failed (the next zmq command signals the fd again).
+ * 0 when nothing is held, -EAGAIN, or the sticky -errno. */
+static int fan_push(struct zp *z)
+{
+	for (int i = 0; i < 16; i++) {
+		int rc = writer_state(z);
+		if (rc == 0)
+			rc = flush(z);
+		if (rc < 0 && rc != -EAGAIN)
+			return rc;
+		z->since_drain = 0;
+		int ev = zevents(z->sock), mev = zevents(z->mon);
+		if ((ev & ZMQ_POLLIN) || (mev & ZMQ_POLLIN))
+			continue; /* subscriptions, departures, acks or events came */
+		if (rc == -EAGAIN && (rc = flush(z)) == 0)
+			continue; /* a reader's pipe drained meanwhile */
+		return rc;
+	}
+	host->set_timer(z->pipe, 1); /* still moving: look again soon */
+	return z->fail ? z->fail : z->has_pend ? -EAGAIN : 0;
+}
+
+static uint32_t fan_writer_ready(struct zp *z)
+{
+	int rc = fan_push(z);
+	if (rc < 0 && rc != -EAGAIN)
+		return NP_ERR | NP_OUT;
+	if (z->end_queued)
+		return !z->has_pend && fan_end_done(z) ? NP_OUT : 0;
+	if (z->deadline >= 0 && !z->started)
+		host->set_timer(z->pipe, z->deadline - host->now_ms(host));
+	return z->has_pend ? 0 : NP_OUT;
+}
+
 static uint32_t writer_ready(struct zp *z)
 {
+	if (z->fanout)
+		return fan_writer_ready(z);
 	/* ZMQ_FD is edge-triggered and every zmq call may consume its
 	 * signal: act, then ask ZMQ_EVENTS again, until nothing changed. */
 	for (int i = 0; i < 16; i++) {
@@ -677,6 +892,12 @@ static void fill(struct zp *z)
 			return;
 		}
 		z->has_msg = true;
+		if (z->fanout && !z->ns.preamble_done &&
+		    (zmq_msg_size(&z->msg) < 4 || memcmp(zmq_msg_data(&z->msg), NF_MAGIC, 4) != 0)) {
+			reader_fail(z, -EPROTO, "joined the fan-out stream after it started (the "
+			            "writer's first byte goes to the readers=N it waited for)");
+			return;
+		}
 		if (zmq_msg_more(&z->msg)) {
 			reader_fail(z, -EPROTO, "a multipart message: the peer is not a Rift writer");
 			return;
@@ -756,12 +977,20 @@ static int queue_end(struct zp *z)
 	z->has_pend = true;
 	z->pend_is_data = false;
 	z->end_queued = true;
+	z->end_readers = z->present;
 	return flush(z);
 }
 
 static int writer_close(struct zp *z)
 {
 	for (int i = 0; i < 4; i++) {
+		if (z->end_queued && z->fanout) {
+			/* Until END went and every reader acknowledged it. */
+			int rc = fan_push(z);
+			if (rc < 0 && rc != -EAGAIN)
+				return rc;
+			return !z->has_pend && fan_end_done(z) ? 0 : -EAGAIN;
+		}
 		if (z->end_queued && !z->has_pend) {
 			drain_monitor(z);
 			bool left = z->peer_left;
@@ -848,6 +1077,7 @@ static int zp_init(const struct np_host *h)
 
 static void zp_fini(void)
 {
+	zap_stop(); /* its sockets are in zctx */
 	if (zctx)
 		zmq_ctx_term(zctx);
 	zctx = NULL;
@@ -864,7 +1094,7 @@ static const struct np_plugin plugin = {
 	.version = "0.1",
 	.license = "MIT",
 	.description = "ZeroMQ over tcp, ipc and inproc: the reader binds, the writer connects",
-	.caps = NP_CAP_ETAG | NP_CAP_REMOTE,
+	.caps = NP_CAP_ETAG | NP_CAP_REMOTE | NP_CAP_MULTI_READER, /* fanout=1 */
 	.init = zp_init,
 	.fini = zp_fini,
 	.validate = zp_validate,

@@ -5,6 +5,9 @@
  *   np-copy read DESCRIPTOR FILE    netpipe_read until 0 -> FILE
  *   np-copy read DESCRIPTOR FILE N  the same, but close (leave) as soon
  *                                   as N bytes or more have come
+ *   np-copy read DESCRIPTOR FILE N:PATH  a slow reader: once N bytes or
+ *                                   more have come, stop reading until
+ *                                   PATH exists (bounded), then go on
  *
  * Exit status: 0 on success; 1 with netpipe_error() on stderr when a
  * netpipe call failed (3 when the read failed with ECONNRESET, so a test
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libnetpipe.h"
@@ -50,6 +54,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	long long max = argc == 5 ? atoll(argv[4]) : -1, total = 0;
+	const char *resume = argc == 5 ? strchr(argv[4], ':') : NULL;
+	if (resume)
+		resume++;
 	int fd = writing ? open(argv[3], O_RDONLY) : open(argv[3], O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "np-copy: %s: %s\n", argv[3], strerror(errno));
@@ -89,8 +96,20 @@ int main(int argc, char **argv)
 				}
 				off += w;
 			}
-			if (max >= 0 && total >= max)
+			if (max >= 0 && total >= max && resume) {
+				/* Pause, as a slow program would; the test says when
+				 * to go on. Polling a file with a deadline. */
+				for (int i = 0; access(resume, F_OK) != 0; i++) {
+					if (i * 10 >= TIMEOUT_MS) {
+						fprintf(stderr, "np-copy: %s did not appear\n", resume);
+						return give_up(np, fd, 2);
+					}
+					nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+				}
+				max = -1;
+			} else if (max >= 0 && total >= max) {
 				break;
+			}
 		}
 	}
 	int rc = netpipe_close(np);
