@@ -16,10 +16,10 @@
  * record the peer's state in a link under one global mutex and signal the
  * pipe's eventfd, nothing else (an fd of our own rather than host->wake(),
  * so that a signal can never outlive the pipe: close() detaches the link
- * under the mutex and the broker drops the watch). The loop learns about
- * messages and send room from NNG_OPT_RECVFD and NNG_OPT_SENDFD, watched
- * level-triggered (nng keeps them readable exactly while the socket can
- * receive / send).
+ * under the mutex and the broker drops the watch). Messages and send room
+ * come the same way: each end runs one nng_aio (the writer's sends, the
+ * reader's receives, ahead of the loop), whose completion signals the
+ * eventfd only when the loop waits for it.
  *
  * The stream is framed with msgframe.h: the first message starts with the
  * preamble, messages carry whole DATA frames, the last one carries END (with
@@ -59,7 +59,9 @@
 #define FRAME_MAX      (PACK_MAX - NF_HDR)
 #define RECV_MAX       (4u * 1024u * 1024u)          /* the largest message taken */
 #define SEND_QUEUE     4   /* messages push0 queues while its pipe is busy */
+#define RECV_AHEAD     4   /* messages the reader's aio takes ahead of the loop */
 #define NO_REDIAL_MS   (24 * 3600 * 1000)
+#define PROBE_MS       250 /* tls reader: how often a waiting reader looks */
 #define RECONN_MIN_MS  10
 #define RECONN_MAX_MS  100
 #define URL_MAX        256
@@ -101,8 +103,8 @@ struct nn {
 	nng_listener listener;
 	bool have_dialer, have_listener;
 	bool we_listen;
-	int recvfd;
 	int64_t deadline;       /* connect_timeout, or -1 */
+	_Atomic uint32_t sig_pending; /* evfd writes not read yet (signal_fd) */
 	char url[URL_MAX];
 	struct nm_stream ns;
 	bool ns_init;
@@ -110,9 +112,10 @@ struct nn {
 	/* writer: the loop's */
 	bool started;           /* the preamble is in pend or sent */
 	bool end_queued;        /* END is in pend, under way or sent */
-	/* writer: shared with send_done, under mu */
+	/* shared with send_done / recv_done (nng's threads), under mu */
 	pthread_mutex_t mu;
 	bool mu_init;
+	/* writer */
 	nng_aio *aio;           /* the one send under way */
 	_Atomic bool inflight;  /* aio carries a message */
 	bool inflight_end;      /* ... and END is in it */
@@ -122,12 +125,21 @@ struct nn {
 	_Atomic int send_err;   /* nng error of a send, sticky */
 	nng_msg *pend;          /* accepted, waiting for the aio */
 	size_t pend_payload;
-	/* reader */
+	/* reader: filled by recv_done, under mu */
+	nng_aio *raio;          /* the one receive, posted while rq has room */
+	nng_msg *rq[RECV_AHEAD]; /* received, in order, not yet parsed */
+	unsigned rq_head, rq_len;
+	bool rposted;           /* raio is posted (its callback has not run) */
+	bool rcancel;           /* the loop cancelled raio (the peer is gone) */
+	int rerr;               /* nng error of a receive, sticky */
+	/* reader: the loop's */
 	nng_msg *rmsg;          /* the message being read */
 	struct nm_cursor cur;
 	const unsigned char *pl;
 	size_t pl_left;
 	bool hung_up;           /* we closed the peer after the end */
+	bool tls;               /* tls+tcp: probe the peer while waiting */
+	int64_t probe_due;      /* tls: the next probe_peer, ms */
 	uint32_t msg_peer;      /* the pipe the last message came through */
 	char errmsg[640];
 };
@@ -175,11 +187,23 @@ static void *link_arg(uint32_t slot, uint32_t gen)
 	return (void *)(uintptr_t)((uint64_t)gen << 20 | slot);
 }
 
+/* Write the pipe's eventfd. sig_pending counts the writes the loop has
+ * not read yet, raised before each write: the loop reads the eventfd only
+ * while it is above 0 (drain), so most ready() calls cost no syscall (the
+ * reader used to make two failed reads a message), and a write that
+ * lands after the loop looked keeps it above 0 until it is read. */
+static void signal_fd(int fd, _Atomic uint32_t *pending)
+{
+	atomic_fetch_add(pending, 1);
+	uint64_t one = 1;
+	ssize_t r = write(fd, &one, sizeof one);
+	(void)r; /* EAGAIN: the counter is full, so it is readable anyway */
+}
+
 static void signal_loop(struct link *l)
 {
-	uint64_t one = 1;
-	ssize_t r = write(l->evfd, &one, sizeof one);
-	(void)r; /* EAGAIN: the counter is full, so it is readable anyway */
+	struct nn *n = l->pipe->state; /* attached: g_mu is held */
+	signal_fd(l->evfd, &n->sig_pending);
 }
 
 static void pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
@@ -375,6 +399,7 @@ static int nn_validate(const char *address, uint32_t mode, char *err, size_t err
 /* ---- open ---- */
 
 static void send_done(void *arg);
+static void recv_done(void *arg);
 
 /* TLS on a listener or dialer: trust ca, present cert, and require the
  * peer's certificate (mutual TLS): a peer without one the CA signed never
@@ -421,7 +446,7 @@ static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 	struct addr a;
 	n->pipe = p;
 	n->mode = args->mode;
-	n->recvfd = n->evfd = -1;
+	n->evfd = -1;
 	int rc = parse(args->address, &a, n->errmsg, sizeof n->errmsg);
 	if (rc < 0)
 		return rc;
@@ -430,6 +455,7 @@ static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 		return -EINVAL;
 	}
 	memcpy(n->url, a.url, sizeof n->url);
+	n->tls = a.tls;
 	n->deadline = a.timeout >= 0 ? host->now_ms(host) + a.timeout : -1;
 	if ((rc = nm_init(&n->ns, (int)args->etag)) < 0)
 		return rc;
@@ -458,20 +484,15 @@ static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 		nng_socket_set_size(n->sock, NNG_OPT_RECVMAXSZ, RECV_MAX);
 	else
 		nng_socket_set_int(n->sock, NNG_OPT_SENDBUF, SEND_QUEUE);
-	if (reader) {
-		nrv = nng_socket_get_int(n->sock, NNG_OPT_RECVFD, &n->recvfd);
-		if (nrv != 0)
-			return fail(n, nng_errno(nrv), "poll fd for", nrv);
-	} else {
-		/* The writer needs no NNG_OPT_SENDFD: its send chain runs on
-		 * an aio whose completion signals our eventfd. */
-		if (pthread_mutex_init(&n->mu, NULL) != 0)
-			return -ENOMEM;
-		n->mu_init = true;
-		nrv = nng_aio_alloc(&n->aio, send_done, n);
-		if (nrv != 0)
-			return fail(n, nng_errno(nrv), "aio for", nrv);
-	}
+	/* Neither end polls nng's NNG_OPT_RECVFD / NNG_OPT_SENDFD: each runs
+	 * one aio whose completion, on nng's thread, signals our eventfd when
+	 * the loop waits for it. */
+	if (pthread_mutex_init(&n->mu, NULL) != 0)
+		return -ENOMEM;
+	n->mu_init = true;
+	nrv = reader ? nng_aio_alloc(&n->raio, recv_done, n) : nng_aio_alloc(&n->aio, send_done, n);
+	if (nrv != 0)
+		return fail(n, nng_errno(nrv), "aio for", nrv);
 
 	n->we_listen = reader != a.writer_listens;
 	if (n->we_listen) {
@@ -497,8 +518,10 @@ static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 		if (n->deadline >= 0)
 			host->set_timer(p, a.timeout);
 	}
-	if (reader && (rc = host->watch_fd(p, n->recvfd, NP_IN)) < 0)
-		return rc;
+	if (reader) {
+		n->rposted = true;
+		nng_recv_aio(n->sock, n->raio);
+	}
 	return 0;
 }
 
@@ -535,9 +558,11 @@ static bool loop_lock(struct nn *n)
 
 static void drain(struct nn *n)
 {
+	if (atomic_load(&n->sig_pending) == 0)
+		return; /* every write was read: the eventfd is not readable */
 	uint64_t v;
-	ssize_t r = read(n->evfd, &v, sizeof v);
-	(void)r;
+	if (read(n->evfd, &v, sizeof v) == (ssize_t)sizeof v)
+		atomic_fetch_sub(&n->sig_pending, (uint32_t)v);
 }
 
 /*
@@ -582,11 +607,8 @@ static void send_done(void *arg)
 		nng_aio_set_msg(n->aio, next);
 		nng_send_aio(n->sock, n->aio);
 	}
-	if (tell) {
-		uint64_t one = 1;
-		ssize_t r = write(n->evfd, &one, sizeof one);
-		(void)r;
-	}
+	if (tell)
+		signal_fd(n->evfd, &n->sig_pending);
 }
 
 /* Start sending pend if nothing is under way. Called with n->mu held;
@@ -617,9 +639,9 @@ static int pend_grow(struct nn *n, size_t need)
 {
 	if (!n->pend) {
 		size_t cap = need < 4096 ? 4096 : need;
-		int nrv = nng_msg_alloc(&n->pend, 0);
+		int nrv = nng_msg_alloc(&n->pend, cap);
 		if (nrv == 0)
-			nrv = nng_msg_reserve(n->pend, cap);
+			nng_msg_clear(n->pend);
 		if (nrv != 0) {
 			if (n->pend)
 				nng_msg_free(n->pend);
@@ -790,6 +812,136 @@ static void hang_up(struct nn *n)
 	}
 }
 
+/*
+ * The receive chain. One nng_aio receives ahead of the loop, up to
+ * RECV_AHEAD messages; its completion (on an nng thread) queues the
+ * message, posts the next receive at once while there is room, and
+ * signals our eventfd only when the loop waits for a message. So the
+ * loop makes no nng call for a message that is already here (no
+ * nng_recvmsg, whose aio and NNG_OPT_RECVFD pipe cost the loop a lock
+ * hand-off and two syscalls per message), and a busy reader is never
+ * woken.
+ */
+static void recv_done(void *arg)
+{
+	struct nn *n = arg;
+	int rv = nng_aio_result(n->raio);
+	nng_msg *m = rv == 0 ? nng_aio_get_msg(n->raio) : NULL;
+	nng_aio_set_msg(n->raio, NULL);
+	bool repost = false;
+	pthread_mutex_lock(&n->mu);
+	if (m) {
+		n->rq[(n->rq_head + n->rq_len) % RECV_AHEAD] = m;
+		n->rq_len++;
+		repost = n->rq_len < RECV_AHEAD && !n->rcancel;
+	} else if (rv != 0 && !(rv == NNG_ECANCELED && n->rcancel) && !n->rerr) {
+		n->rerr = rv;
+	}
+	n->rposted = repost;
+	bool tell = n->want_signal || rv != 0;
+	n->want_signal = false;
+	pthread_mutex_unlock(&n->mu);
+	if (atomic_exchange(&n->poke, false))
+		tell = true;
+	if (repost)
+		nng_recv_aio(n->sock, n->raio);
+	if (tell)
+		signal_fd(n->evfd, &n->sig_pending);
+}
+
+/* The next message: 0 with *m, NNG_EAGAIN (recv_done signals when one
+ * comes), or an nng error. Once the peer is gone the aio is cancelled
+ * (gone_check) and what nng still holds is taken without it. */
+static int r_take(struct nn *n, nng_msg **m)
+{
+	if (!loop_lock(n))
+		return NNG_EAGAIN; /* recv_done holds mu: it signals (poke) */
+	int rv = NNG_EAGAIN;
+	bool repost = false, nonblock = false;
+	if (n->rq_len) {
+		*m = n->rq[n->rq_head];
+		n->rq[n->rq_head] = NULL;
+		n->rq_head = (n->rq_head + 1) % RECV_AHEAD;
+		n->rq_len--;
+		rv = 0;
+		if (!n->rposted && !n->rcancel && !n->rerr)
+			n->rposted = repost = true; /* the queue was full */
+	} else if (n->rerr) {
+		rv = n->rerr;
+	} else if (n->rcancel && !n->rposted) {
+		nonblock = true; /* the aio is done with: ask nng directly */
+	} else {
+		n->want_signal = true;
+	}
+	pthread_mutex_unlock(&n->mu);
+	if (repost)
+		nng_recv_aio(n->sock, n->raio);
+	if (nonblock)
+		rv = nng_recvmsg(n->sock, m, NNG_FLAG_NONBLOCK);
+	return rv;
+}
+
+/* The peer's pipe is gone and r_take found nothing: 1 when every message
+ * it sent has been taken (the stream ended without END), -1 to call
+ * r_take again, 0 while the aio may still bring one (it is cancelled
+ * here; recv_done signals). */
+static int gone_check(struct nn *n)
+{
+	if (!loop_lock(n))
+		return 0;
+	int rc = 0;
+	bool cancel = false;
+	if (n->rq_len) {
+		rc = -1; /* take those first */
+	} else if (n->rposted && !n->rcancel) {
+		/* nng may have completed it with the last message already:
+		 * then the cancel does nothing and recv_done queues it. */
+		n->rcancel = cancel = true;
+		n->want_signal = true;
+	} else if (!n->rposted && !n->rcancel) {
+		n->rcancel = true;
+		rc = -1; /* r_take asks nng directly from now on */
+	} else if (!n->rposted) {
+		rc = 1; /* r_take asked nng directly and got EAGAIN */
+	}
+	pthread_mutex_unlock(&n->mu);
+	if (cancel)
+		nng_aio_cancel(n->raio);
+	return rc;
+}
+
+/*
+ * tls+tcp: a writer killed while our pipe had no receive posted (the
+ * reader was behind, pull0 held a message) is never reported by nng
+ * 1.5.2. Its TLS layer keeps a TCP receive of its own; when that one
+ * fails it fails only the receives queued at that moment, closes the TCP
+ * stream and its aio, but leaves the connection open: the pipe's next
+ * receive is queued behind a TCP receive that can no longer complete, so
+ * the pipe never closes and REM_POST never comes. What is left to see is
+ * the TCP socket itself: nng shut it down, and the peer is gone, so its
+ * remote address is gone too (getpeername: ENOTCONN). So while a TLS
+ * reader waits with its peer up, it asks for the pipe's remote address at
+ * once and then every PROBE_MS, and closes a pipe that has none: nng then
+ * reports REM_POST, and the stream ends in -ECONNRESET as over tcp.
+ * A live pipe always has one; no timeout decides anything.
+ */
+static void probe_peer(struct nn *n)
+{
+	int64_t now = host->now_ms(host);
+	if (now < n->probe_due)
+		return; /* the timer is set for probe_due */
+	n->probe_due = now + PROBE_MS;
+	host->set_timer(n->pipe, PROBE_MS);
+	uint32_t peer = 0;
+	peer_state(n, &peer);
+	nng_pipe np = NNG_PIPE_INITIALIZER;
+	np.id = peer;
+	nng_sockaddr sa;
+	int rv = nng_pipe_get_addr(np, NNG_OPT_REMADDR, &sa);
+	if (rv != 0 && rv != NNG_ENOENT && rv != NNG_ECLOSED)
+		nng_pipe_close(np); /* REM_POST follows, and signals us */
+}
+
 /* Make something readable if possible: 1 when a read returns now (data,
  * 0 or an error), 0 when it would be -EAGAIN. */
 static int r_fill(struct nn *n)
@@ -820,7 +972,7 @@ static int r_fill(struct nn *n)
 			n->rmsg = NULL;
 		}
 		nng_msg *m;
-		int nrv = nng_recvmsg(n->sock, &m, NNG_FLAG_NONBLOCK);
+		int nrv = r_take(n, &m);
 		if (nrv == 0) {
 			n->rmsg = m;
 			n->msg_peer = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
@@ -831,8 +983,10 @@ static int r_fill(struct nn *n)
 			n->ns.done = fail(n, nng_errno(nrv), "receive from", nrv);
 			continue;
 		}
-		int st = peer_state(n, NULL);
-		if (st == PEER_GONE) {
+		int st = peer_state(n, NULL), gone = st == PEER_GONE ? gone_check(n) : 0;
+		if (gone < 0)
+			continue;
+		if (gone > 0) {
 			snprintf(n->ns.why, sizeof n->ns.why,
 			         "the writer went away without closing the stream");
 			n->ns.done = -ECONNRESET;
@@ -841,6 +995,8 @@ static int r_fill(struct nn *n)
 		check_deadline(n, st);
 		if (n->ns.done)
 			continue;
+		if (st == PEER_UP && n->tls)
+			probe_peer(n);
 		return 0;
 	}
 }
@@ -892,8 +1048,6 @@ static uint32_t nn_ready(struct np_pipe *p)
 
 static void release(struct nn *n)
 {
-	if (n->recvfd >= 0)
-		host->watch_fd(n->pipe, n->recvfd, 0);
 	host->set_timer(n->pipe, -1);
 	link_release(n);
 	if (n->sock_open)
@@ -909,6 +1063,16 @@ static void release(struct nn *n)
 		nng_aio_free(n->aio);
 	}
 	n->aio = NULL;
+	if (n->raio) {
+		nng_aio_stop(n->raio); /* recv_done has run for the last time */
+		nng_msg *m = nng_aio_get_msg(n->raio);
+		if (m)
+			nng_msg_free(m);
+		nng_aio_free(n->raio);
+	}
+	n->raio = NULL;
+	for (; n->rq_len; n->rq_len--, n->rq_head = (n->rq_head + 1) % RECV_AHEAD)
+		nng_msg_free(n->rq[n->rq_head]);
 	if (n->evfd >= 0) {
 		host->watch_fd(n->pipe, n->evfd, 0);
 		close(n->evfd);
@@ -923,7 +1087,7 @@ static void release(struct nn *n)
 	if (n->mu_init)
 		pthread_mutex_destroy(&n->mu);
 	n->ns_init = n->mu_init = false;
-	n->recvfd = n->evfd = -1;
+	n->evfd = -1;
 }
 
 /* The writer's clean close: 0 when done, -EAGAIN, or -errno. */

@@ -10,9 +10,10 @@
 #      over tls+tcp (mutual TLS with the fixtures in tests/tls);
 #   3b. a writer whose certificate the reader's CA did not sign never
 #      connects: both brokers fail after connect_timeout, nothing arrives.
-#   4. SIGKILL of the writer broker mid-stream: the reader broker must exit
-#      3 (its channel failed: the writer vanished, which is not EOF), and
-#      what it passed on must be a prefix of what the writer sent.
+#   4. SIGKILL of the writer broker mid-stream, over tcp and over tls+tcp:
+#      the reader broker must exit 3 (its channel failed: the writer
+#      vanished, which is not EOF), and what it passed on must be a prefix
+#      of what the writer sent.
 #   5. bad input (a malformed URL, scheme or option, a missing TLS file, a
 #      port in use): the broker exits 2 with a clear message.
 #
@@ -124,9 +125,8 @@ grep -q "connect_timeout" "$T/rogue-w.err" ||
 [ ! -s "$T/rogue.bin" ] || fail "rogue: bytes arrived from a writer the reader does not trust"
 say "ok: rogue: a writer without a certificate from the CA cannot connect (writer $wrc, reader $rrc)"
 
-# 4. The writer broker is SIGKILLed mid-stream.
-url="tcp://127.0.0.1:$(free_port)"
-mkfifo "$T/go.fifo"
+# 4. The writer broker is SIGKILLed mid-stream, over tcp and over tls+tcp
+# (where nng 1.5.2 does not report it by itself: the plugin probes).
 cat >"$T/slow-writer.sh" <<'EOF'
 #!/bin/sh
 # 300 KB, then keep the channel open without closing it.
@@ -141,25 +141,34 @@ dd bs=1 count=1 status=none
 echo go >"$1"
 exec cat
 EOF
-manifest "$T/kill-w.manifest" "exec:/bin/sh $T/slow-writer.sh $T/in.bin" /dev/null \
-	"Netpipe:nng:$url:w" 0
-manifest "$T/kill-r.manifest" "exec:/bin/sh $T/reader.sh $T/go.fifo" "Netpipe:nng:$url:r" \
-	"$T/kill.bin" 0
-start kill-r "$T/kill-r.manifest"; r=$LAST
-start kill-w "$T/kill-w.manifest"; w=$LAST
-timeout 30 cat "$T/go.fifo" >/dev/null || fail "kill: no byte reached the reader's program within 30 s"
-kill -9 "$w"
-finish "$w"
-[ "$RC" -eq 137 ] || fail "kill: the writer broker exited $RC, not by SIGKILL"
-kill -9 -- "-$w" 2>/dev/null || true # its program
-finish "$r"; rrc=$RC
-[ "$rrc" -eq 3 ] || { cat "$T/kill-r.err" >&2; fail "kill: the reader broker exited $rrc, expected 3 (a failed channel)"; }
-grep -q "error: channel /dev/stdin" "$T/kill-r.err" ||
-	{ cat "$T/kill-r.err" >&2; fail "kill: the reader broker did not log the failed channel"; }
-n=$(wc -c <"$T/kill.bin")
-[ "$n" -ge 1 ] && [ "$n" -le 300000 ] || fail "kill: the reader passed on $n bytes"
-head -c "$n" "$T/in.bin" | cmp - "$T/kill.bin" || fail "kill: what arrived is not a prefix of what was sent"
-say "ok: kill: the reader broker exited 3 after $n bytes: $(grep 'error: channel' "$T/kill-r.err" | head -n 1)"
+# killed NAME URL
+killed() {
+	mkfifo "$T/$1.fifo"
+	manifest "$T/$1-w.manifest" "exec:/bin/sh $T/slow-writer.sh $T/in.bin" /dev/null \
+		"Netpipe:nng:$2:w" 0
+	manifest "$T/$1-r.manifest" "exec:/bin/sh $T/reader.sh $T/$1.fifo" "Netpipe:nng:$2:r" \
+		"$T/$1.bin" 0
+	start "$1-r" "$T/$1-r.manifest"; r=$LAST
+	start "$1-w" "$T/$1-w.manifest"; w=$LAST
+	timeout 30 cat "$T/$1.fifo" >/dev/null ||
+		fail "$1: no byte reached the reader's program within 30 s"
+	kill -9 "$w"
+	finish "$w"
+	[ "$RC" -eq 137 ] || fail "$1: the writer broker exited $RC, not by SIGKILL"
+	kill -9 -- "-$w" 2>/dev/null || true # its program
+	finish "$r"; rrc=$RC
+	[ "$rrc" -eq 3 ] || { cat "$T/$1-r.err" >&2;
+		fail "$1: the reader broker exited $rrc, expected 3 (a failed channel)"; }
+	grep -q "error: channel /dev/stdin" "$T/$1-r.err" ||
+		{ cat "$T/$1-r.err" >&2; fail "$1: the reader broker did not log the failed channel"; }
+	n=$(wc -c <"$T/$1.bin")
+	[ "$n" -ge 1 ] && [ "$n" -le 300000 ] || fail "$1: the reader passed on $n bytes"
+	head -c "$n" "$T/in.bin" | cmp - "$T/$1.bin" ||
+		fail "$1: what arrived is not a prefix of what was sent"
+	say "ok: $1: the reader broker exited 3 after $n bytes: $(grep 'error: channel' "$T/$1-r.err" | head -n 1)"
+}
+killed kill "tcp://127.0.0.1:$(free_port)"
+killed kill-tls "tls+tcp://127.0.0.1:$(free_port)?ca=$TLS_DIR/ca.pem&cert=$TLS_DIR/peer.pem"
 
 # 5. Bad input: a clear error on that channel, exit 2, nothing left behind.
 bad() { # bad DESCRIPTOR EXPECTED-TEXT [--check]
