@@ -390,6 +390,28 @@ grep -q "trap in function 'main' at pc 2 (arith.idiv), vm/divzero.rasm:$line: in
 	fail "divzero: the log does not name the function, pc, instruction and source line"
 say "ok divzero: exit $RC: $(grep -m1 'trap in function' "$T/divzero.err")"
 
+# An endless loop: the manifest's Timeout still stops it (the VM runs in
+# slices, between which the broker's loop and its timers run).
+begin
+cat >"$T/vm/spin.rasm" <<'RASM'
+; spin.rasm - never ends.
+module spin
+
+func main 0
+again:
+	jmp again
+end
+RASM
+(cd "$T" && "$RIFT_ASM" vm/spin.rasm -o vm/spin.rbc) >"$T/asm-spin.log" 2>&1 || {
+	LOGS="$T/asm-spin.log"
+	fail "spin: rift-asm cannot assemble it"
+}
+sed 's|^Program = .*|Program = vm/spin.rbc|; s|^Timeout = .*|Timeout = 1|' "$T/vm-cat.manifest" >"$T/spin.manifest"
+run spin "$T/spin.manifest" /dev/null "$T/spin.out"
+[ "$RC" -eq 124 ] || fail "spin: the broker exited $RC, expected 124 (the Timeout)"
+grep -q "Timeout" "$T/spin.err" || fail "spin: the log does not mention the Timeout"
+say "ok spin: an endless loop was stopped by the Timeout (exit 124)"
+
 # A truncated module: refused before anything runs.
 begin
 size=$(wc -c <"$T/vm/cat.rbc")
