@@ -1431,8 +1431,12 @@ next_fiber:
 						park(v, f, c);
 						goto next_fiber;
 					}
-					if (e == 1 || c->eof) {
+					if (e == 1) {
 						take = c->rlen < (size_t)max ? c->rlen : (size_t)max;
+						break;
+					}
+					if (c->eof) { /* the last line, however long */
+						take = c->rlen;
 						break;
 					}
 					const uint8_t *nl = memchr(c->rbuf, '\n', c->rlen);
