@@ -245,7 +245,10 @@ static void mark_roots(struct vm_heap *h, void *owner)
  * the word (direct threading: one load finds where to go). */
 struct xi {
 	const void *h;
-	uint64_t w;
+	uint64_t w;             /* the word, for the general path */
+	uint16_t a, b, c, d;    /* its fields, decoded */
+	uint32_t t;             /* a jump's target pc */
+	int32_t imm;            /* load: BX or SBX; addi: SC; addi_jlt: SB */
 };
 
 /* Private instructions: quickened forms that never leave the process. */
@@ -584,8 +587,20 @@ static const struct xi *thread_code(struct vm *v, uint32_t fi, const void *const
 		return NULL;
 	for (uint32_t pc = 0; pc < fn->ncode; pc++) {
 		uint64_t w = v->code[fi][pc];
-		x[pc].w = w;
-		x[pc].h = fast[(VM_OP(w) & 63) << 5 | (VM_E(w) & 31)];
+		struct xi *p = &x[pc];
+		p->w = w;
+		p->h = fast[(VM_OP(w) & 63) << 5 | (VM_E(w) & 31)];
+		p->a = (uint16_t)VM_A(w);
+		p->b = (uint16_t)VM_B(w);
+		p->c = (uint16_t)VM_C(w);
+		p->d = (uint16_t)VM_D(w);
+		p->t = (uint32_t)((int64_t)pc + 1 + VM_SBX(w)); /* jmp */
+		p->imm = VM_OP(w) == VM_LOAD ? (VM_E(w) == 0 ? (int32_t)VM_BX(w) : VM_SBX(w))
+		                             : VM_SC(w);
+		if (VM_OP(w) == XOP_ADDI_JLT) {
+			p->t = VM_C(w) | VM_E(w) << 12;
+			p->imm = (int32_t)(VM_B(w) ^ 0x800u) - 0x800;
+		}
 	}
 	v->xcode[fi] = x;
 	return x;
@@ -655,7 +670,7 @@ next_fiber:
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Woverride-init"
 	static const void *const fast[64 << 5] = {
-		[0 ... (64 << 5) - 1] = &&generic,
+		[0 ... (64 << 5) - 1] = &&slow,
 		[VM_LOAD << 5 | 0] = &&load_k,
 		[VM_LOAD << 5 | 3] = &&load_int,
 		[VM_LOAD << 5 | 4] = &&load_move,
@@ -665,8 +680,8 @@ next_fiber:
 		[VM_RET << 5 | 0] = &&ret,
 		[VM_ARITH << 5 | 18] = &&arith_addi,
 		[VM_JMP << 5 | 0] = &&jmp,
-		[VM_JMP << 5 | 3] = &&jmp_ltle,
-		[VM_JMP << 5 | 4] = &&jmp_ltle,
+		[VM_JMP << 5 | 3] = &&jmp_lt,
+		[VM_JMP << 5 | 4] = &&jmp_le,
 		[XOP_ADDI_JLT << 5 ... (XOP_ADDI_JLT << 5) + 31] = &&addi_jlt,
 	};
 #pragma GCC diagnostic pop
@@ -674,59 +689,60 @@ next_fiber:
 	unsigned a, e;
 #define DISPATCH()                                                   \
 	do {                                                         \
-		w = xc[pc].w;                                        \
-		goto *xc[pc].h;                                      \
+		ip = &xc[pc];                                        \
+		goto *ip->h;                                         \
 	} while (0)
 
+	const struct xi *ip;
 	RELOAD();
 	for (;;) {
 		DISPATCH();
 	load_k:
-		RB[VM_A(w)] = v->k[VM_BX(w)];
+		RB[ip->a] = v->k[ip->imm];
 		pc++;
 		DISPATCH();
 	load_int:
-		RB[VM_A(w)] = VM_INT(VM_SBX(w));
+		RB[ip->a] = VM_INT(ip->imm);
 		pc++;
 		DISPATCH();
 	load_move:
-		RB[VM_A(w)] = RB[VM_B(w)];
+		RB[ip->a] = RB[ip->b];
 		pc++;
 		DISPATCH();
 	arith_add: {
-		struct vm_value x = RB[VM_B(w)], y = RB[VM_C(w)];
+		struct vm_value x = RB[ip->b], y = RB[ip->c];
 		if (x.tag == VT_INT && y.tag == VT_INT) {
-			RB[VM_A(w)] = VM_INT((int64_t)((uint64_t)x.u.i + (uint64_t)y.u.i));
+			RB[ip->a] = VM_INT((int64_t)((uint64_t)x.u.i + (uint64_t)y.u.i));
 			pc++;
 			DISPATCH();
 		}
-		goto generic;
+		goto slow;
 	}
 	arith_sub: {
-		struct vm_value x = RB[VM_B(w)], y = RB[VM_C(w)];
+		struct vm_value x = RB[ip->b], y = RB[ip->c];
 		if (x.tag == VT_INT && y.tag == VT_INT) {
-			RB[VM_A(w)] = VM_INT((int64_t)((uint64_t)x.u.i - (uint64_t)y.u.i));
+			RB[ip->a] = VM_INT((int64_t)((uint64_t)x.u.i - (uint64_t)y.u.i));
 			pc++;
 			DISPATCH();
 		}
-		goto generic;
+		goto slow;
 	}
 	call_f: {
 		/* A direct call (the verifier: F[D] has no upvalues) when the
 		 * stack, the frames and the budget have room and every
 		 * parameter is passed; else the general path. */
-		uint32_t fi = VM_D(w), nb = fr->base + VM_A(w) + 1;
+		uint32_t fi = ip->d, nb = fr->base + ip->a + 1;
 		const struct vm_func *cf = &m->funcs[fi];
 		const struct xi *cx = v->xcode[fi];
 		if (cx && f->nframes < f->fcap && f->nframes < v->max_depth &&
-		    nb + cf->nregs <= f->scap && VM_B(w) >= cf->nparams && budget) {
+		    nb + cf->nregs <= f->scap && ip->b >= cf->nparams && budget) {
 			budget--;
 			fr->pc = pc + 1;
 			struct frame *nf = &f->frames[f->nframes++];
 			nf->func = fi;
 			nf->base = nb;
-			nf->ret = fr->base + VM_A(w);
-			nf->nret = VM_C(w);
+			nf->ret = fr->base + ip->a;
+			nf->nret = ip->c;
 			nf->cl = NULL;
 			fr = nf;
 			fn = cf;
@@ -735,12 +751,12 @@ next_fiber:
 			RB = f->stack + nb;
 			DISPATCH();
 		}
-		goto generic;
+		goto slow;
 	}
 	ret:
 		if (f->nframes > 1 && fr->nret <= 1) {
 			/* Back to a caller that wants at most one result. */
-			struct vm_value r = VM_B(w) ? RB[VM_A(w)] : VM_NIL;
+			struct vm_value r = ip->b ? RB[ip->a] : VM_NIL;
 			uint32_t dst = fr->ret, want = fr->nret;
 			f->nframes--;
 			fr = &f->frames[f->nframes - 1];
@@ -752,24 +768,24 @@ next_fiber:
 				f->stack[dst] = r;
 			DISPATCH();
 		}
-		goto generic;
+		goto slow;
 	arith_addi:
-		if (RB[VM_B(w)].tag == VT_INT) {
-			RB[VM_A(w)] = VM_INT((int64_t)((uint64_t)RB[VM_B(w)].u.i + (uint64_t)(int64_t)VM_SC(w)));
+		if (RB[ip->b].tag == VT_INT) {
+			RB[ip->a] = VM_INT((int64_t)((uint64_t)RB[ip->b].u.i + (uint64_t)(int64_t)ip->imm));
 			pc++;
 			DISPATCH();
 		}
-		goto generic;
+		goto slow;
 	jmp:
-		pc = (uint32_t)((int64_t)pc + 1 + VM_SBX(w));
+		pc = ip->t;
 		if (budget-- == 0)
 			goto preempt;
 		DISPATCH();
-	jmp_ltle: {
-		struct vm_value x = RB[VM_A(w)], y = RB[VM_D(w)];
+	jmp_lt: {
+		struct vm_value x = RB[ip->a], y = RB[ip->d];
 		if (x.tag == VT_INT && y.tag == VT_INT) {
-			if (VM_E(w) == 3 ? x.u.i < y.u.i : x.u.i <= y.u.i) {
-				pc = (uint32_t)((int64_t)pc + 1 + VM_SBX(w));
+			if (x.u.i < y.u.i) {
+				pc = ip->t;
 				if (budget-- == 0)
 					goto preempt;
 			} else {
@@ -777,15 +793,29 @@ next_fiber:
 			}
 			DISPATCH();
 		}
-		goto generic;
+		goto slow;
+	}
+	jmp_le: {
+		struct vm_value x = RB[ip->a], y = RB[ip->d];
+		if (x.tag == VT_INT && y.tag == VT_INT) {
+			if (x.u.i <= y.u.i) {
+				pc = ip->t;
+				if (budget-- == 0)
+					goto preempt;
+			} else {
+				pc++;
+			}
+			DISPATCH();
+		}
+		goto slow;
 	}
 	addi_jlt: {
-		struct vm_value x = RB[VM_A(w)], y = RB[VM_D(w)];
-		if (x.tag == VT_INT && y.tag == VT_INT) {
-			int64_t n = (int64_t)((uint64_t)x.u.i + (uint64_t)(int64_t)VM_SB(w));
-			RB[VM_A(w)].u.i = n;
+		struct vm_value *x = &RB[ip->a], y = RB[ip->d];
+		if (x->tag == VT_INT && y.tag == VT_INT) {
+			int64_t n = (int64_t)((uint64_t)x->u.i + (uint64_t)(int64_t)ip->imm);
+			x->u.i = n;
 			if (n < y.u.i) {
-				pc = VM_C(w) | VM_E(w) << 12;
+				pc = ip->t;
 				if (budget-- == 0)
 					goto preempt;
 			} else {
@@ -797,6 +827,8 @@ next_fiber:
 		w = fn->code[pc];
 		goto generic;
 	}
+	slow:
+		w = ip->w;
 	generic:
 		a = VM_A(w);
 		e = VM_E(w);

@@ -189,6 +189,31 @@ START_TEST(loop_sums_with_fused_compare_and_jump)
 }
 END_TEST
 
+/* The quickened loop step (addi + jmp.lt as one) and the fast add when
+ * the counter is a float: the general path must give the same result. */
+START_TEST(float_counter_takes_the_general_path_with_the_same_result)
+{
+	struct vm_module m = {0};
+	m.consts = calloc(1, sizeof *m.consts);
+	m.consts[0].kind = VM_K_FLOAT;
+	m.consts[0].u.f = 0.0;
+	m.nconsts = 1;
+	const uint64_t main_[] = {
+		WX(LOAD, 0, 0, 0, 3),            /* 0 s := 0 */
+		WX(LOAD, 1, 0, 0, 0),            /* 1 i := 0.0 */
+		WX(LOAD, 2, 10, 0, 3),           /* 2 n := 10 */
+		WX(JMP, 0, 2, 0, 0),             /* 3 goto 6 */
+		W(ARITH, 0, 0, 1, 0, 0),         /* 4 s += i (a float from now on) */
+		W(ARITH, 1, 1, 1, 0, 18),        /* 5 i += 1 */
+		WX(JMP, 1, (uint32_t)-3, 2, 3),  /* 6 if i < n goto 4 */
+		W(ARITH, 0, 0, 0, 0, 15),        /* 7 s := toint(s) */
+		W(RET, 0, 1, 0, 0, 0),
+	};
+	add_func(&m, "main", 0, 3, main_, 9);
+	ck_assert_int_eq(run(&m, 0, NULL, 0), 45);
+}
+END_TEST
+
 START_TEST(division_by_zero_traps_with_function_and_pc)
 {
 	struct vm_module m = {0};
@@ -390,6 +415,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, fib_10_is_55);
 	tcase_add_test(tc, loop_sums_with_fused_compare_and_jump);
+	tcase_add_test(tc, float_counter_takes_the_general_path_with_the_same_result);
 	tcase_add_test(tc, division_by_zero_traps_with_function_and_pc);
 	tcase_add_test(tc, index_out_of_range_traps);
 	tcase_add_test(tc, endless_recursion_hits_the_depth_limit);
