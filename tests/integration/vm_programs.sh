@@ -412,6 +412,31 @@ run spin "$T/spin.manifest" /dev/null "$T/spin.out"
 grep -q "Timeout" "$T/spin.err" || fail "spin: the log does not mention the Timeout"
 say "ok spin: an endless loop was stopped by the Timeout (exit 124)"
 
+# A program that outgrows the manifest's Memory: a trap, not a crash.
+begin
+cat >"$T/vm/hog.rasm" <<'RASM'
+; hog.rasm - appends to a buffer forever.
+module hog
+
+func main 0
+	new.bytes r0, 0
+	load.k r1, "0123456789abcdef0123456789abcdef"
+again:
+	set.append r0, r1
+	jmp again
+end
+RASM
+(cd "$T" && "$RIFT_ASM" vm/hog.rasm -o vm/hog.rbc) >"$T/asm-hog.log" 2>&1 || {
+	LOGS="$T/asm-hog.log"
+	fail "hog: rift-asm cannot assemble it"
+}
+sed 's|^Program = .*|Program = vm/hog.rbc|; s|^Memory = .*|Memory = 4194304, 0|' "$T/vm-cat.manifest" >"$T/hog.manifest"
+run hog "$T/hog.manifest" /dev/null "$T/hog.out"
+[ "$RC" -eq 1 ] || fail "hog: the broker exited $RC, expected 1 (a trap)"
+grep -q "trap in function 'main'.*out of memory" "$T/hog.err" ||
+	fail "hog: the log does not say the program ran out of its Memory"
+say "ok hog: past Memory = 4 MiB: $(grep -m1 'out of memory' "$T/hog.err")"
+
 # A truncated module: refused before anything runs.
 begin
 size=$(wc -c <"$T/vm/cat.rbc")
