@@ -26,7 +26,11 @@
  * only once the reader has the whole stream (zmq's linger promises nothing
  * once the process exits). The stream is framed with
  * plugins/common/msgframe.h: the preamble message, one DATA frame per
- * write, END (with the digest when etag) at a clean close. Peer presence
+ * write, END (with the digest when etag) at a clean close. A non-fan-out
+ * writer coalesces: a write after a pause goes at once, from the loop;
+ * writes that come close together are packed into one buffer that a
+ * sender thread of the pipe sends as one message (docs/zmq.md, "The sender
+ * thread"); while it has bytes, the thread alone uses the socket. Peer presence
  * comes from the socket monitor (a PAIR socket that receives the events,
  * watched on the loop through its own ZMQ_FD):
  *   - a writer holds its preamble (and so every write: ZMQ_IMMEDIATE keeps
@@ -40,11 +44,17 @@
  * the fd event alone.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -64,6 +74,39 @@
 /* The reader's one message back: END arrived (docs/zmq.md). */
 #define ACK_MSG "RFTA"
 #define ACK_LEN 4
+/* Coalescing (docs/zmq.md, "The sender thread"): a write that comes less
+ * than COALESCE_NS after the previous one is packed into the sender's
+ * buffer; one after a pause goes straight to zmq. The buffer (one zmq
+ * message of whole DATA frames) holds at most SBUF_CAP bytes. */
+#define COALESCE_NS     10000
+#define SBUF_MIN        16384
+#define SBUF_CAP        (NF_HDR + NF_MAX_FRAME)
+
+/* A non-fan-out writer's sender thread and what it shares with the loop.
+ * The loop packs writes into buf; the thread takes buf whole and sends it
+ * as one message. While the thread owns the socket (owner) the loop does
+ * not touch it; the thread tells the loop through evfd (watched) when the
+ * loop waits for room or for the socket. */
+struct zsend {
+	pthread_mutex_t mu;
+	pthread_t thread;
+	void *sock;             /* the writer's socket */
+	int sfd;                /* its ZMQ_FD: the thread polls it at zmq's hwm */
+	int kfd;                /* eventfd: the loop kicks the thread */
+	int evfd;               /* eventfd: the thread tells the loop (watched) */
+	_Atomic uint32_t sig_pending; /* evfd writes the loop has not read */
+	atomic_bool poke;       /* the loop found mu taken: tell it after unlock */
+	atomic_bool stop;
+	atomic_int err;         /* a send failed: -errno, sticky */
+	/* under mu */
+	unsigned char *buf;     /* packed DATA frames, not yet given to zmq */
+	size_t len, cap;
+	bool owner;             /* the thread uses the socket: the loop must not */
+	bool sleeping;          /* the thread waits for a kick */
+	bool want_room;         /* the loop waits for room in buf */
+	bool want_sock;         /* the loop waits for the socket back */
+	int64_t idle_ns;        /* when the thread last gave the socket back */
+};
 
 struct zp {
 	struct np_pipe *pipe;
@@ -94,6 +137,10 @@ struct zp {
 	bool end_queued;
 	bool end_acked;         /* the reader acknowledged END */
 	zmq_msg_t pend;
+	struct zsend *snd;      /* the sender thread, once writes came close */
+	bool sfd_off;           /* the sender has the socket: sfd not watched */
+	bool snd_room;          /* ready(): the sender's buffer has room */
+	int64_t last_write_ns;  /* when the previous write came */
 	/* reader */
 	bool ack_due;           /* END seen, its acknowledgement not sent */
 	bool has_msg;           /* a received message being walked */
@@ -429,10 +476,248 @@ static int zevents(void *s)
 	return ev;
 }
 
+/* ---- the sender thread (non-fan-out writers) ---- */
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void efd_add(int fd)
+{
+	uint64_t one = 1;
+	ssize_t r = write(fd, &one, sizeof one);
+	(void)r; /* a full counter is readable anyway */
+}
+
+static void efd_take(int fd)
+{
+	uint64_t v;
+	ssize_t r = read(fd, &v, sizeof v);
+	(void)r;
+}
+
+/* The thread tells the loop: sig_pending counts the writes the loop has
+ * not read, raised before each write, so the loop reads evfd only when it
+ * is readable (one read per wake, none on the common path). */
+static void tell_loop(struct zsend *s)
+{
+	atomic_fetch_add(&s->sig_pending, 1);
+	efd_add(s->evfd);
+}
+
+static void loop_drain(struct zsend *s)
+{
+	if (atomic_load(&s->sig_pending) == 0)
+		return;
+	uint64_t v;
+	if (read(s->evfd, &v, sizeof v) == (ssize_t)sizeof v)
+		atomic_fetch_sub(&s->sig_pending, (uint32_t)v);
+}
+
+/* The loop takes mu only if it is free: an op must not wait for a thread
+ * that was preempted holding it. When it is taken, poke asks the thread to
+ * tell the loop after it lets go; the second try closes the race. */
+static bool loop_lock(struct zsend *s)
+{
+	if (pthread_mutex_trylock(&s->mu) == 0)
+		return true;
+	atomic_store(&s->poke, true);
+	return pthread_mutex_trylock(&s->mu) == 0;
+}
+
+static void thread_unlock(struct zsend *s, bool tell)
+{
+	pthread_mutex_unlock(&s->mu);
+	if (atomic_exchange(&s->poke, false))
+		tell = true;
+	if (tell)
+		tell_loop(s);
+}
+
+static void zfree(void *data, void *hint)
+{
+	(void)hint;
+	free(data);
+}
+
+/* Send one packed buffer (zero copy: libzmq frees it), waiting for room at
+ * zmq's high-water mark. 0, -ECANCELED when told to stop, or -errno. */
+static int thread_send(struct zsend *s, unsigned char *buf, size_t len)
+{
+	zmq_msg_t m;
+	if (zmq_msg_init_data(&m, buf, len, zfree, NULL) < 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	for (;;) {
+		if (zmq_msg_send(&m, s->sock, ZMQ_DONTWAIT) >= 0)
+			return 0;
+		int e = errno;
+		if (e != EAGAIN) {
+			zmq_msg_close(&m);
+			return -(e ? e : EIO);
+		}
+		/* Full (or no link: the loop's monitor says -EPIPE then). ZMQ_FD
+		 * is edge-triggered: ask ZMQ_EVENTS, which takes its signal,
+		 * before waiting on it. */
+		if (zevents(s->sock) & ZMQ_POLLOUT)
+			continue;
+		if (atomic_load(&s->stop)) {
+			zmq_msg_close(&m);
+			return -ECANCELED;
+		}
+		struct pollfd pf[2] = {{s->sfd, POLLIN, 0}, {s->kfd, POLLIN, 0}};
+		if (poll(pf, 2, 1000) > 0 && (pf[1].revents & POLLIN))
+			efd_take(s->kfd);
+	}
+}
+
+/* The thread: take what the loop packed, send it as one message, again
+ * while there is more; then give the socket back and sleep until kicked.
+ * It never calls the host: it tells the loop through evfd. */
+static void *thread_main(void *arg)
+{
+	struct zsend *s = arg;
+	pthread_mutex_lock(&s->mu);
+	while (!atomic_load(&s->stop)) {
+		if (s->len == 0) {
+			/* Every zmq call may have taken ZMQ_FD's signal: a loop
+			 * that waits for the socket looks at it again. */
+			bool tell = s->owner && s->want_sock;
+			if (s->owner) {
+				s->want_sock = false;
+				s->idle_ns = mono_ns();
+			}
+			s->owner = false;
+			s->sleeping = true;
+			thread_unlock(s, tell);
+			struct pollfd pf = {s->kfd, POLLIN, 0};
+			if (poll(&pf, 1, -1) > 0)
+				efd_take(s->kfd);
+			pthread_mutex_lock(&s->mu);
+			s->sleeping = false;
+			continue;
+		}
+		unsigned char *buf = s->buf;
+		size_t len = s->len;
+		s->buf = NULL;
+		s->len = s->cap = 0;
+		s->owner = true;
+		bool tell = s->want_room; /* the loop may pack again */
+		s->want_room = false;
+		thread_unlock(s, tell);
+		int rc = 0;
+		if (atomic_load(&s->err))
+			free(buf); /* failed: the loop reports it, nothing goes */
+		else
+			rc = thread_send(s, buf, len);
+		if (rc < 0 && rc != -ECANCELED) {
+			atomic_store(&s->err, rc);
+			tell_loop(s);
+		}
+		pthread_mutex_lock(&s->mu);
+	}
+	s->owner = false;
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+static void snd_stop(struct zp *z)
+{
+	struct zsend *s = z->snd;
+	if (!s)
+		return;
+	atomic_store(&s->stop, true);
+	efd_add(s->kfd);
+	pthread_join(s->thread, NULL);
+	host->watch_fd(z->pipe, s->evfd, 0);
+	close(s->kfd);
+	close(s->evfd);
+	pthread_mutex_destroy(&s->mu);
+	free(s->buf);
+	free(s);
+	z->snd = NULL;
+}
+
+static int snd_start(struct zp *z)
+{
+	struct zsend *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->sock = z->sock;
+	s->sfd = z->sfd;
+	s->kfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	int rc = s->kfd < 0 || s->evfd < 0 ? -errno : 0;
+	if (rc == 0 && (rc = -pthread_mutex_init(&s->mu, NULL)) == 0) {
+		if ((rc = host->watch_fd(z->pipe, s->evfd, NP_IN)) == 0) {
+			/* Signals stay with the broker's threads. */
+			sigset_t all, old;
+			sigfillset(&all);
+			pthread_sigmask(SIG_SETMASK, &all, &old);
+			rc = -pthread_create(&s->thread, NULL, thread_main, s);
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			if (rc == 0) {
+				z->snd = s;
+				return 0;
+			}
+			host->watch_fd(z->pipe, s->evfd, 0);
+		}
+		pthread_mutex_destroy(&s->mu);
+	}
+	if (s->kfd >= 0)
+		close(s->kfd);
+	if (s->evfd >= 0)
+		close(s->evfd);
+	free(s);
+	return set_err(z, rc, "start the sender thread of");
+}
+
+static void sfd_watch(struct zp *z, bool on)
+{
+	if (z->sfd_off != on)
+		return;
+	host->watch_fd(z->pipe, z->sfd, on ? NP_IN : 0);
+	z->sfd_off = !on;
+}
+
+/* Whether the loop may use the socket: 1 (no sender, or it is idle with
+ * nothing to send), 0 (the sender's: it tells us when it gives it back,
+ * and ZMQ_FD is not watched meanwhile, since the sender takes its
+ * signals), -EAGAIN (mu was taken: the sender tells us). Sets snd_room,
+ * and asks to be told of room when there is none. */
+static int sock_ours(struct zp *z)
+{
+	struct zsend *s = z->snd;
+	z->snd_room = true;
+	if (!s)
+		return 1;
+	loop_drain(s);
+	if (!loop_lock(s))
+		return -EAGAIN;
+	int e = atomic_load(&s->err);
+	bool busy = s->owner || s->len;
+	if (busy) {
+		s->want_sock = true;
+		z->snd_room = s->len + NF_HDR < SBUF_CAP;
+		if (!z->snd_room)
+			s->want_room = true;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (e && !z->fail)
+		z->fail = set_err(z, e, "send to");
+	sfd_watch(z, !busy);
+	return !busy;
+}
+
 /* ---- open and close ---- */
 
 static void release(struct zp *z, int linger)
 {
+	snd_stop(z); /* the socket is the loop's again */
 	if (z->has_msg)
 		zmq_msg_close(&z->msg);
 	if (z->has_pend)
@@ -674,6 +959,92 @@ static int writer_state(struct zp *z)
 	return 0;
 }
 
+/* A non-fan-out writer after the preamble. A write close behind the
+ * previous one is packed into the sender's buffer (the thread starts at
+ * the first), and so is every write while the sender has bytes or the
+ * socket; one after a pause, with the sender idle, goes straight to zmq
+ * from the loop, with no thread in the way. The count taken, -errno, or 0:
+ * send it directly. */
+static ssize_t coalesce(struct zp *z, const void *buf, size_t len)
+{
+	/* The clock is read only when the sender is idle (clock_gettime was
+	 * a sixth of the writer's time when read on every write). */
+	struct zsend *s = z->snd;
+	if (!s) {
+		int64_t now = mono_ns();
+		bool close_behind = now - z->last_write_ns < COALESCE_NS;
+		z->last_write_ns = now;
+		if (!close_behind)
+			return 0;
+		int rc = snd_start(z);
+		if (rc < 0)
+			return z->fail = rc;
+		s = z->snd;
+	}
+	loop_drain(s);
+	if (!loop_lock(s))
+		return -EAGAIN; /* poked: the thread tells us */
+	int e = atomic_load(&s->err);
+	if (e) {
+		pthread_mutex_unlock(&s->mu);
+		return z->fail = set_err(z, e, "send to");
+	}
+	if (!s->owner && !s->len) {
+		/* Idle: how long since the last write? The writes the thread
+		 * sent came before it went idle. */
+		int64_t now = mono_ns(), last = z->last_write_ns;
+		if (s->idle_ns > last)
+			last = s->idle_ns;
+		z->last_write_ns = now;
+		if (now - last >= COALESCE_NS) {
+			pthread_mutex_unlock(&s->mu);
+			sfd_watch(z, true);
+			return 0;
+		}
+	}
+	ssize_t k = -EAGAIN;
+	size_t room = s->len + NF_HDR < SBUF_CAP ? SBUF_CAP - s->len - NF_HDR : 0;
+	if (room == 0) {
+		s->want_room = true; /* the thread tells us when it takes buf */
+	} else {
+		if (len > room)
+			len = room;
+		size_t need = s->len + NF_HDR + len;
+		if (need > s->cap) {
+			size_t ncap = s->cap ? s->cap : SBUF_MIN;
+			while (ncap < need)
+				ncap *= 2;
+			if (ncap > SBUF_CAP)
+				ncap = SBUF_CAP;
+			unsigned char *nb = realloc(s->buf, ncap);
+			if (nb) {
+				s->buf = nb;
+				s->cap = ncap;
+			}
+		}
+		if (need <= s->cap) {
+			s->len += nm_pack(&z->ns, s->buf + s->len, buf, len);
+			k = (ssize_t)len;
+		} else {
+			k = -ENOMEM;
+		}
+	}
+	bool kick = k > 0 && s->sleeping;
+	if (kick)
+		s->sleeping = false;
+	pthread_mutex_unlock(&s->mu);
+	if (kick)
+		efd_add(s->kfd);
+	if (k == -ENOMEM)
+		return z->fail = set_err(z, -ENOMEM, "buffer for");
+	if (k == -EAGAIN) {
+		sfd_watch(z, false); /* the sender has the socket (buf is full) */
+		int rc = writer_state(z);
+		return rc ? rc : -EAGAIN;
+	}
+	return k;
+}
+
 static int fan_push(struct zp *z);
 
 static ssize_t zp_write(struct np_pipe *p, const void *buf, size_t len)
@@ -704,6 +1075,11 @@ static ssize_t zp_write(struct np_pipe *p, const void *buf, size_t len)
 		return rc;
 	if (len > NF_MAX_FRAME)
 		len = NF_MAX_FRAME;
+	if (!z->fanout && z->started) {
+		ssize_t k = coalesce(z, buf, len);
+		if (k != 0)
+			return k;
+	}
 	/* With etag the digest counts a frame once packed, so a packed frame
 	 * must go; ask first. Without, a refused message is simply dropped. */
 	if (z->ns.etag && !z->fanout && !(zevents(z->sock) & ZMQ_POLLOUT)) {
@@ -787,6 +1163,14 @@ static uint32_t writer_ready(struct zp *z)
 {
 	if (z->fanout)
 		return fan_writer_ready(z);
+	int own = sock_ours(z);
+	if (own <= 0) {
+		/* The sender has the socket: the monitor and the buffer say
+		 * what the writer can do. */
+		if (writer_state(z) < 0)
+			return NP_ERR | NP_OUT;
+		return own == 0 && z->snd_room && !z->end_queued ? NP_OUT : 0;
+	}
 	/* ZMQ_FD is edge-triggered and every zmq call may consume its
 	 * signal: act, then ask ZMQ_EVENTS again, until nothing changed. */
 	for (int i = 0; i < 16; i++) {
@@ -981,6 +1365,11 @@ static int queue_end(struct zp *z)
 
 static int writer_close(struct zp *z)
 {
+	if (!z->fanout && sock_ours(z) <= 0) {
+		/* END goes after what the sender holds, from the loop. */
+		int rc = writer_state(z);
+		return rc < 0 ? rc : -EAGAIN;
+	}
 	for (int i = 0; i < 4; i++) {
 		if (z->end_queued && z->fanout) {
 			/* Until END went and every reader acknowledged it. */
@@ -1045,6 +1434,9 @@ static int zp_ctl(struct np_pipe *p, int op, void *arg)
 	struct zp *z = p->state;
 	(void)arg;
 	if (op == NP_CTL_PENDING) {
+		/* Bytes in the sender's buffer go without the loop. */
+		if (!z->fail && z->snd && atomic_load(&z->snd->err))
+			z->fail = set_err(z, atomic_load(&z->snd->err), "send to");
 		if (z->fail)
 			return z->fail;
 		return z->has_pend && z->pend_is_data ? (int)zmq_msg_size(&z->pend) - NF_HDR : 0;
