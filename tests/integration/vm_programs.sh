@@ -437,6 +437,19 @@ grep -q "trap in function 'main'.*out of memory" "$T/hog.err" ||
 	fail "hog: the log does not say the program ran out of its Memory"
 say "ok hog: past Memory = 4 MiB: $(grep -m1 'out of memory' "$T/hog.err")"
 
+# The manifest's quotas hold for a VM program as for any other: cat with a
+# put_size of 1000 bytes on /dev/stdout fails its write past it (EDQUOT).
+begin
+sed 's|^Channel = /dev/stdout, /dev/stdout, 0, 0, 0, 0, 1000000, 1073741824|Channel = /dev/stdout, /dev/stdout, 0, 0, 0, 0, 1000000, 1000|' \
+	"$T/vm-cat.manifest" >"$T/quota.manifest"
+grep -q ', 1000$' "$T/quota.manifest" || fail "quota: the put_size was not rewritten"
+run quota "$T/quota.manifest" "$T/cat.in" "$T/quota.out"
+[ "$RC" -ne 0 ] || fail "quota: the broker exited 0 though the program wrote past its quota"
+grep -qi "quota" "$T/quota.err" || fail "quota: the log does not mention the quota"
+[ "$(wc -c <"$T/quota.out")" -le 1000 ] ||
+	fail "quota: $(wc -c <"$T/quota.out") bytes reached stdout, the quota is 1000"
+say "ok quota: a write past put_size failed (exit $RC): $(grep -m1 -i quota "$T/quota.err")"
+
 # A truncated module: refused before anything runs.
 begin
 size=$(wc -c <"$T/vm/cat.rbc")
