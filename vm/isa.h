@@ -39,7 +39,7 @@
 #include <stdint.h>
 
 #define VM_MAX_REGS   4096 /* per frame: operands are 12 bits */
-#define VM_MAX_CONSTS (1u << 24)
+#define VM_MAX_CONSTS (1u << 20) /* decoding 2^20 tiny constants takes ~25 MB */
 #define VM_MAX_FUNCS  4096 /* CALL's direct form names F[D] */
 #define VM_MAX_CODE   (1u << 24)
 
