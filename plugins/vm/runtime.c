@@ -199,6 +199,11 @@ static int rt_start(struct np_run *run, const struct np_run_host *rh, char *err,
 	if (t->evfd < 0 || (rc = rh->watch_fd(run, t->evfd, NP_IN)) < 0) {
 		rc = t->evfd < 0 ? -errno : rc;
 		snprintf(err, errlen, "eventfd: %s", strerror(-rc));
+		if (t->evfd >= 0) {
+			close(t->evfd);
+			t->evfd = -1;
+		}
+		release(t); /* a failed start gets no stop() */
 		return rc;
 	}
 	host->log(host, NP_LOG_DEBUG, "running %s (%u functions)", path, t->mod.nfuncs);
