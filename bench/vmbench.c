@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "asm.h"
+#include "codec.h"
 #include "vm.h"
 
 #ifndef RIFT_VM_BENCH_DIR
@@ -134,37 +135,13 @@ static const struct vm_io bench_io = {NULL, b_open, b_read, b_write, b_seek, b_c
 
 /* ---- programs ---- */
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	char *buf = NULL;
-	size_t cap = 0, n = 0, r;
-	do {
-		if (n + 4096 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			char *nb = realloc(buf, cap + 1);
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = nb;
-		}
-		r = fread(buf + n, 1, cap - n, f);
-		n += r;
-	} while (r > 0);
-	fclose(f);
-	buf[n] = 0;
-	*len = n;
-	return buf;
-}
-
 /* The source with @N@ and @EXPECT@ replaced. */
 static char *instantiate(const char *src, long long n, long long expect)
 {
-	size_t cap = strlen(src) + 64;
+	/* Room for a 20-digit number at every '@'. */
+	size_t cap = strlen(src) + 1;
+	for (const char *s = src; *s; s++)
+		cap += *s == '@' ? 20 : 0;
 	char *out = malloc(cap), *o = out;
 	if (!out)
 		return NULL;
@@ -188,14 +165,15 @@ static int load(const char *name, long long n, long long expect, struct vm_modul
 	char path[4096], err[1024];
 	snprintf(path, sizeof path, "%s/%s.rasm", opt.dir, name);
 	size_t len;
-	char *src = slurp(path, &len);
-	if (!src) {
-		fprintf(stderr, "rift-vmbench: %s: %s\n", path, strerror(errno));
+	uint8_t *src;
+	int rc = vm_read_file(path, 1u << 20, &src, &len);
+	if (rc < 0) {
+		fprintf(stderr, "rift-vmbench: %s: %s\n", path, strerror(-rc));
 		return -1;
 	}
-	char *text = instantiate(src, n, expect);
+	char *text = instantiate((const char *)src, n, expect);
 	free(src);
-	int rc = text ? vm_assemble(text, strlen(text), path, m, err, sizeof err) : -ENOMEM;
+	rc = text ? vm_assemble(text, strlen(text), path, m, err, sizeof err) : -ENOMEM;
 	free(text);
 	if (rc < 0) {
 		fprintf(stderr, "rift-vmbench: %s\n", err);

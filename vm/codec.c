@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -657,6 +658,62 @@ int vm_decode(const uint8_t *buf, size_t len, struct vm_module *m, char *err, si
 
 /* ---- files ---- */
 
+int vm_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+	bool std = strcmp(path, "-") == 0;
+	int fd = std ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	size_t cap = 4096, n = 0;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		if ((uintmax_t)st.st_size > max) {
+			if (!std)
+				close(fd);
+			return -EFBIG;
+		}
+		cap = (size_t)st.st_size + 1; /* one more: it may have grown */
+	}
+	uint8_t *buf = malloc(cap + 1);
+	int rc = buf ? 0 : -ENOMEM;
+	while (buf) {
+		if (n == cap) {
+			if (cap > max) {
+				rc = -EFBIG;
+				break;
+			}
+			size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+			uint8_t *nb = realloc(buf, ncap + 1);
+			if (!nb) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nb;
+			cap = ncap;
+		}
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (!std)
+		close(fd);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	buf[n] = 0;
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
 int vm_load_file(const char *path, struct vm_module *m, char *err, size_t errlen)
 {
 	struct dec d = {err, errlen};
@@ -666,66 +723,22 @@ int vm_load_file(const char *path, struct vm_module *m, char *err, size_t errlen
 	memset(m, 0, sizeof *m);
 	if (err && errlen)
 		err[0] = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		return fail(&d, r, "%s: %s", path, strerror(-r));
-	}
+	/* A module is a regular file: a FIFO or a device could block --check. */
 	struct stat st;
-	if (fstat(fd, &st) < 0) {
+	if (stat(path, &st) < 0) {
 		r = -errno;
-		close(fd);
 		return fail(&d, r, "%s: %s", path, strerror(-r));
 	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
+	if (!S_ISREG(st.st_mode))
 		return fail(&d, -EINVAL, "%s: not a regular file", path);
+	uint8_t *buf;
+	size_t len;
+	if ((r = vm_read_file(path, VM_MAX_MODULE_BYTES, &buf, &len)) < 0) {
+		if (r == -EFBIG)
+			return fail(&d, r, "%s: its size is more than a module may have (%u bytes)",
+			            path, VM_MAX_MODULE_BYTES);
+		return fail(&d, r, "%s: %s", path, strerror(-r));
 	}
-	if (st.st_size > (off_t)VM_MAX_MODULE_BYTES) {
-		close(fd);
-		return fail(&d, -EFBIG, "%s: %lld bytes is more than a module may have (%u)", path,
-		            (long long)st.st_size, VM_MAX_MODULE_BYTES);
-	}
-	/* Read up to one byte past the cap, in case the file grew. */
-	size_t cap = (size_t)st.st_size + 1, len = 0;
-	uint8_t *buf = malloc(cap);
-	if (!buf) {
-		close(fd);
-		return fail(&d, -ENOMEM, "%s: out of memory", path);
-	}
-	for (;;) {
-		if (len == cap) {
-			if (cap > VM_MAX_MODULE_BYTES) {
-				free(buf);
-				close(fd);
-				return fail(&d, -EFBIG, "%s: more than a module may have (%u bytes)",
-				            path, VM_MAX_MODULE_BYTES);
-			}
-			size_t ncap = cap * 2 > (size_t)VM_MAX_MODULE_BYTES + 1
-			                      ? (size_t)VM_MAX_MODULE_BYTES + 1 : cap * 2;
-			uint8_t *nb = realloc(buf, ncap);
-			if (!nb) {
-				free(buf);
-				close(fd);
-				return fail(&d, -ENOMEM, "%s: out of memory", path);
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		ssize_t n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			free(buf);
-			close(fd);
-			return fail(&d, r, "%s: %s", path, strerror(-r));
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
 
 	r = vm_decode(buf, len, m, msg, sizeof msg);
 	free(buf);

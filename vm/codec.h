@@ -21,6 +21,12 @@ int vm_encode(const struct vm_module *m, uint8_t **out, size_t *len);
  * that says where ("funcs[2].code: ..."); m is then freed. */
 int vm_decode(const uint8_t *buf, size_t len, struct vm_module *m, char *err, size_t errlen);
 
+/* Read a whole file, or standard input for "-", into a malloc'd buffer
+ * with a NUL after its *len bytes (so text can be used as a string). 0,
+ * or -errno: -EFBIG when it has more than max bytes. rift-asm, the loader
+ * below and rift-vmbench read their files through it. */
+int vm_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
+
 /* Read, decode and verify a module file. 0, or -errno with "PATH: ..." in
  * err. */
 int vm_load_file(const char *path, struct vm_module *m, char *err, size_t errlen);

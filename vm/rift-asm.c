@@ -36,49 +36,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-static int read_all(const char *path, char **out, size_t *len)
-{
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	if (!f)
-		return -errno;
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	int rc = 0;
-	while (buf) {
-		if (n == cap) {
-			if (cap >= MAX_SOURCE) {
-				rc = -EFBIG;
-				break;
-			}
-			char *nb = realloc(buf, cap * 2);
-			if (!nb) {
-				rc = -ENOMEM;
-				break;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		size_t r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0) {
-			if (ferror(f))
-				rc = -EIO;
-			break;
-		}
-	}
-	if (!buf)
-		rc = -ENOMEM;
-	if (f != stdin)
-		fclose(f);
-	if (rc) {
-		free(buf);
-		return rc;
-	}
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
 static bool is_source(const char *path)
 {
 	size_t n = strlen(path);
@@ -90,14 +47,14 @@ static int load(const char *path, struct vm_module *m)
 {
 	char err[1024];
 	if (is_source(path)) {
-		char *src = NULL;
+		uint8_t *src = NULL;
 		size_t len = 0;
-		int rc = read_all(path, &src, &len);
+		int rc = vm_read_file(path, MAX_SOURCE, &src, &len);
 		if (rc) {
 			fprintf(stderr, "rift-asm: %s: %s\n", path, strerror(-rc));
 			return 1;
 		}
-		rc = vm_assemble(src, len, path, m, err, sizeof err);
+		rc = vm_assemble((const char *)src, len, path, m, err, sizeof err);
 		free(src);
 		if (rc) {
 			fprintf(stderr, "%s\n", err);
