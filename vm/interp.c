@@ -576,6 +576,7 @@ static const char *start_fiber(struct vm *v, struct vm_fiber *f)
 /* ---- the loop ---- */
 
 #define R(i) (RB[(i)])
+/* B as a signed 12-bit number: XOP_ADDI_JLT's step. */
 #define VM_SB(w) ((int32_t)(VM_B(w) ^ 0x800u) - 0x800)
 
 /* The threaded form of function fi, made on its first call. */
@@ -599,7 +600,7 @@ static const struct xi *thread_code(struct vm *v, uint32_t fi, const void *const
 		                             : VM_SC(w);
 		if (VM_OP(w) == XOP_ADDI_JLT) {
 			p->t = VM_C(w) | VM_E(w) << 12;
-			p->imm = (int32_t)(VM_B(w) ^ 0x800u) - 0x800;
+			p->imm = VM_SB(w);
 		}
 	}
 	v->xcode[fi] = x;
