@@ -83,14 +83,19 @@ WAIT=90
 
 # ---- the programs, assembled, and their manifests ----
 mkdir "$T/vm"
+# assemble NAME: $T/vm/NAME.rasm -> $T/vm/NAME.rbc, from the temp dir so
+# that the module's source (in trap messages) is vm/NAME.rasm.
+assemble() {
+	(cd "$T" && "$RIFT_ASM" "vm/$1.rasm" -o "vm/$1.rbc") >"$T/asm-$1.log" 2>&1 || {
+		LOGS="$T/asm-$1.log"
+		fail "$1: rift-asm cannot assemble vm/$1.rasm"
+	}
+}
+
 for n in cat filter wc fanin square; do
 	[ -f "$SRC/manifests/vm/$n.rasm" ] || fail "no manifests/vm/$n.rasm"
 	cp "$SRC/manifests/vm/$n.rasm" "$T/vm/$n.rasm"
-	# Assembled from the temp dir: the module's source is vm/NAME.rasm.
-	(cd "$T" && "$RIFT_ASM" "vm/$n.rasm" -o "vm/$n.rbc") >"$T/asm-$n.log" 2>&1 || {
-		LOGS="$T/asm-$n.log"
-		fail "$n: rift-asm cannot assemble manifests/vm/$n.rasm"
-	}
+	assemble "$n"
 	sed "s|/tmp/rift-vm/|$T/|g" "$SRC/manifests/vm-$n.manifest" >"$T/vm-$n.manifest"
 	"$BROKER" --check -m "$T/vm-$n.manifest" -P "$RIFT_PLUGINS" >"$T/check-$n.log" 2>&1 || {
 		LOGS="$T/check-$n.log"
@@ -329,10 +334,7 @@ join:
 	ret r0, 1
 end
 RASM
-(cd "$T" && "$RIFT_ASM" vm/fibers.rasm -o vm/fibers.rbc) >"$T/asm-fibers.log" 2>&1 || {
-	LOGS="$T/asm-fibers.log"
-	fail "fibers: rift-asm cannot assemble it"
-}
+assemble fibers
 cat >"$T/fibers.manifest" <<MANIFEST
 Version = 20130611
 Program = vm/fibers.rbc
@@ -376,10 +378,7 @@ func main 0
 	ret r2, 1
 end
 RASM
-(cd "$T" && "$RIFT_ASM" vm/divzero.rasm -o vm/divzero.rbc) >"$T/asm-divzero.log" 2>&1 || {
-	LOGS="$T/asm-divzero.log"
-	fail "divzero: rift-asm cannot assemble it"
-}
+assemble divzero
 sed 's|^Program = .*|Program = vm/divzero.rbc|' "$T/vm-cat.manifest" >"$T/divzero.manifest"
 run divzero "$T/divzero.manifest" /dev/null "$T/divzero.out"
 [ "$RC" -ne 0 ] || fail "divzero: the broker exited 0 after a division by zero"
@@ -402,10 +401,7 @@ again:
 	jmp again
 end
 RASM
-(cd "$T" && "$RIFT_ASM" vm/spin.rasm -o vm/spin.rbc) >"$T/asm-spin.log" 2>&1 || {
-	LOGS="$T/asm-spin.log"
-	fail "spin: rift-asm cannot assemble it"
-}
+assemble spin
 sed 's|^Program = .*|Program = vm/spin.rbc|; s|^Timeout = .*|Timeout = 1|' "$T/vm-cat.manifest" >"$T/spin.manifest"
 run spin "$T/spin.manifest" /dev/null "$T/spin.out"
 [ "$RC" -eq 124 ] || fail "spin: the broker exited $RC, expected 124 (the Timeout)"
@@ -426,10 +422,7 @@ again:
 	jmp again
 end
 RASM
-(cd "$T" && "$RIFT_ASM" vm/hog.rasm -o vm/hog.rbc) >"$T/asm-hog.log" 2>&1 || {
-	LOGS="$T/asm-hog.log"
-	fail "hog: rift-asm cannot assemble it"
-}
+assemble hog
 sed 's|^Program = .*|Program = vm/hog.rbc|; s|^Memory = .*|Memory = 4194304, 0|' "$T/vm-cat.manifest" >"$T/hog.manifest"
 run hog "$T/hog.manifest" /dev/null "$T/hog.out"
 [ "$RC" -eq 1 ] || fail "hog: the broker exited $RC, expected 1 (a trap)"
