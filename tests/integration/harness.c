@@ -495,6 +495,14 @@ struct it_proc *it_spawn(const char *name, char *const argv[])
 	return spawn(name, argv, NULL);
 }
 
+struct it_proc *it_np_copy(const char *name, const char *mode, const char *desc,
+                           const char *file, const char *extra)
+{
+	char *argv[] = {(char *)it_helper("np-copy"), (char *)mode, (char *)desc,
+	                (char *)file, (char *)extra, NULL};
+	return it_spawn(name, argv);
+}
+
 struct it_proc *it_spawn_unset(const char *name, char *const argv[], const char *var)
 {
 	return spawn(name, argv, var);

@@ -106,6 +106,10 @@ struct it_proc *it_broker(const char *name, const char *manifest, ...)
 struct it_proc *it_spawn(const char *name, char *const argv[]);
 /* The same, without the environment variable var. */
 struct it_proc *it_spawn_unset(const char *name, char *const argv[], const char *var);
+/* The np-copy helper (np-copy.c): `np-copy MODE DESCRIPTOR FILE [EXTRA]`,
+ * MODE "read" or "write"; extra may be NULL. */
+struct it_proc *it_np_copy(const char *name, const char *mode, const char *desc,
+                           const char *file, const char *extra);
 
 /* The next it_spawn()/it_broker() gets this on its stdin instead of
  * /dev/null: a dup of fd (the caller keeps fd), or the named file. */

@@ -15,20 +15,12 @@
 
 #define MiB (1024 * 1024)
 
-static struct it_proc *np_copy(const char *name, const char *dir, const char *desc,
-                               const char *file)
-{
-	char *argv[] = {(char *)it_helper("np-copy"), (char *)dir, (char *)desc,
-	                (char *)file, NULL};
-	return it_spawn(name, argv);
-}
-
 /* Writer first (it must wait for the reader), then the reader. */
 static void copy_through(const char *wdesc, const char *rdesc)
 {
 	const char *in = it_random_file("input.bin", 16 * MiB);
-	struct it_proc *w = np_copy("writer", "write", wdesc, in);
-	struct it_proc *r = np_copy("reader", "read", rdesc, it_path("output.bin"));
+	struct it_proc *w = it_np_copy("writer", "write", wdesc, in, NULL);
+	struct it_proc *r = it_np_copy("reader", "read", rdesc, it_path("output.bin"), NULL);
 	it_assert_exit(r, 0);
 	it_assert_exit(w, 0);
 	ck_assert_msg(it_files_equal("output.bin", in), "the copy (%lld bytes) differs from the 16 MiB input",
@@ -55,10 +47,10 @@ END_TEST
 START_TEST(client_reader_sees_reset_when_writer_is_killed)
 {
 	const char *sock = it_path("pipe.sock");
-	struct it_proc *r = np_copy("reader", "read", it_fmt("Netpipe:unix:%s:r", sock),
-	                            it_path("output.bin"));
-	struct it_proc *w = np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock),
-	                            "/dev/zero");
+	struct it_proc *r = it_np_copy("reader", "read", it_fmt("Netpipe:unix:%s:r", sock),
+	                            it_path("output.bin"), NULL);
+	struct it_proc *w = it_np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock),
+	                            "/dev/zero", NULL);
 	ck_assert_msg(it_wait_file_size("output.bin", MiB, IT_POLL_MS),
 	              "the reader got only %lld bytes; writer stderr:\n%s",
 	              (long long)it_file_size("output.bin"), it_log(w));
@@ -77,8 +69,8 @@ START_TEST(client_reads_what_a_broker_writes)
 	                             it_fmt("Netpipe:unix:%s", sock), "INPUT", in, "ETAG", "1",
 	                             NULL);
 	struct it_proc *w = it_broker("writer broker", wm, NULL);
-	struct it_proc *r = np_copy("reader", "read", it_fmt("Netpipe:unix:%s:r", sock),
-	                            it_path("output.bin"));
+	struct it_proc *r = it_np_copy("reader", "read", it_fmt("Netpipe:unix:%s:r", sock),
+	                            it_path("output.bin"), NULL);
 	it_assert_exit(r, 0);
 	it_assert_exit(w, 0);
 	ck_assert_msg(it_files_equal("output.bin", in), "the client read something else");
@@ -89,7 +81,7 @@ START_TEST(broker_reads_what_a_client_writes)
 {
 	const char *in = it_random_file("input.bin", 4 * MiB);
 	const char *sock = it_path("pipe.sock");
-	struct it_proc *w = np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock), in);
+	struct it_proc *w = it_np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock), in, NULL);
 	const char *rm = it_manifest("reader.manifest", "netpipe-reader", "NETPIPE",
 	                             it_fmt("Netpipe:unix:%s", sock), NULL);
 	struct it_proc *r = it_broker("reader broker", rm, NULL);
@@ -103,7 +95,7 @@ END_TEST
  * must get EPIPE (rule 4), in a process where SIGPIPE still kills. */
 static void reader_leaves(const char *wdesc, const char *rdesc)
 {
-	struct it_proc *w = np_copy("writer", "write", wdesc, "/dev/zero");
+	struct it_proc *w = it_np_copy("writer", "write", wdesc, "/dev/zero", NULL);
 	char *argv[] = {(char *)it_helper("np-copy"), "read", (char *)rdesc,
 	                (char *)it_path("output.bin"), "1048576", NULL};
 	struct it_proc *r = it_spawn("reader", argv);
@@ -140,8 +132,8 @@ START_TEST(client_end_of_stream_reads_0_again_and_again)
 	netpipe_t *r = netpipe_open(it_fmt("Netpipe:unix:%s:r", sock));
 	ck_assert_msg(r != NULL, "netpipe_open: %s", netpipe_error());
 	netpipe_set_timeout(r, IT_POLL_MS);
-	struct it_proc *w = np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock),
-	                            it_path("input.txt"));
+	struct it_proc *w = it_np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock),
+	                            it_path("input.txt"), NULL);
 	char buf[64];
 	size_t got = 0;
 	for (int64_t n; (n = netpipe_read(r, buf + got, (int32_t)(sizeof buf - got))) != 0;) {

@@ -15,14 +15,6 @@
 
 #define MiB (1024 * 1024)
 
-static struct it_proc *np_copy(const char *name, const char *dir, const char *desc,
-                               const char *file, const char *extra)
-{
-	char *argv[] = {(char *)it_helper("np-copy"), (char *)dir, (char *)desc,
-	                (char *)file, (char *)extra, NULL};
-	return it_spawn(name, argv);
-}
-
 static const char *fan(const char *opts, const char *mode)
 {
 	return it_fmt("Netpipe:zmq:ipc://%s?fanout=1%s:%s", it_path("fan.ipc"), opts, mode);
@@ -37,10 +29,10 @@ static void assert_copy(const char *out, const char *in)
 START_TEST(fanout_every_reader_gets_the_whole_stream)
 {
 	const char *in = it_random_file("input.bin", 8 * MiB);
-	struct it_proc *w = np_copy("writer", "write", fan("&readers=3", "w"), in, NULL);
+	struct it_proc *w = it_np_copy("writer", "write", fan("&readers=3", "w"), in, NULL);
 	struct it_proc *r[3];
 	for (int i = 0; i < 3; i++)
-		r[i] = np_copy(it_fmt("reader %d", i), "read", fan("", "r"),
+		r[i] = it_np_copy(it_fmt("reader %d", i), "read", fan("", "r"),
 		               it_path(it_fmt("out%d.bin", i)), NULL);
 	for (int i = 0; i < 3; i++)
 		it_assert_exit(r[i], 0);
@@ -55,10 +47,10 @@ END_TEST
 START_TEST(fanout_slow_reader_slows_the_writer_and_loses_nothing)
 {
 	const char *in = it_random_file("input.bin", 64 * MiB);
-	struct it_proc *w = np_copy("writer", "write", fan("&readers=2&hwm=4", "w"), in, NULL);
-	struct it_proc *fast = np_copy("fast reader", "read", fan("&hwm=4", "r"),
+	struct it_proc *w = it_np_copy("writer", "write", fan("&readers=2&hwm=4", "w"), in, NULL);
+	struct it_proc *fast = it_np_copy("fast reader", "read", fan("&hwm=4", "r"),
 	                               it_path("fast.bin"), NULL);
-	struct it_proc *slow = np_copy("slow reader", "read", fan("&hwm=4", "r"),
+	struct it_proc *slow = it_np_copy("slow reader", "read", fan("&hwm=4", "r"),
 	                               it_path("slow.bin"), it_fmt("%d:%s", MiB, it_path("go")));
 	ck_assert_msg(it_wait_file_size("slow.bin", MiB, IT_POLL_MS),
 	              "the slow reader got only %lld bytes", (long long)it_file_size("slow.bin"));
@@ -82,10 +74,10 @@ END_TEST
 START_TEST(fanout_writer_goes_on_while_one_reader_is_left)
 {
 	const char *in = it_random_file("input.bin", 16 * MiB);
-	struct it_proc *w = np_copy("writer", "write", fan("&readers=2", "w"), in, NULL);
-	struct it_proc *leaver = np_copy("leaving reader", "read", fan("", "r"),
+	struct it_proc *w = it_np_copy("writer", "write", fan("&readers=2", "w"), in, NULL);
+	struct it_proc *leaver = it_np_copy("leaving reader", "read", fan("", "r"),
 	                                 it_path("part.bin"), it_fmt("%d", MiB));
-	struct it_proc *stayer = np_copy("staying reader", "read", fan("", "r"),
+	struct it_proc *stayer = it_np_copy("staying reader", "read", fan("", "r"),
 	                                 it_path("whole.bin"), NULL);
 	it_assert_exit(leaver, 0);
 	it_assert_exit(stayer, 0);
@@ -97,10 +89,10 @@ END_TEST
 START_TEST(fanout_writer_gets_epipe_when_its_last_reader_left)
 {
 	const char *in = it_random_file("input.bin", 64 * MiB);
-	struct it_proc *w = np_copy("writer", "write", fan("&readers=2", "w"), in, NULL);
-	struct it_proc *a = np_copy("reader a", "read", fan("", "r"), it_path("a.bin"),
+	struct it_proc *w = it_np_copy("writer", "write", fan("&readers=2", "w"), in, NULL);
+	struct it_proc *a = it_np_copy("reader a", "read", fan("", "r"), it_path("a.bin"),
 	                            it_fmt("%d", MiB));
-	struct it_proc *b = np_copy("reader b", "read", fan("", "r"), it_path("b.bin"),
+	struct it_proc *b = it_np_copy("reader b", "read", fan("", "r"), it_path("b.bin"),
 	                            it_fmt("%d", 2 * MiB));
 	it_assert_exit(a, 0);
 	it_assert_exit(b, 0);
@@ -111,9 +103,9 @@ END_TEST
 
 START_TEST(fanout_killed_writer_is_a_reset_for_every_reader)
 {
-	struct it_proc *w = np_copy("writer", "write", fan("&readers=2", "w"), "/dev/zero", NULL);
-	struct it_proc *a = np_copy("reader a", "read", fan("", "r"), it_path("a.bin"), NULL);
-	struct it_proc *b = np_copy("reader b", "read", fan("", "r"), it_path("b.bin"), NULL);
+	struct it_proc *w = it_np_copy("writer", "write", fan("&readers=2", "w"), "/dev/zero", NULL);
+	struct it_proc *a = it_np_copy("reader a", "read", fan("", "r"), it_path("a.bin"), NULL);
+	struct it_proc *b = it_np_copy("reader b", "read", fan("", "r"), it_path("b.bin"), NULL);
 	ck_assert_msg(it_wait_file_size("a.bin", MiB, IT_POLL_MS) &&
 	              it_wait_file_size("b.bin", MiB, IT_POLL_MS),
 	              "the readers got only %lld and %lld bytes; writer stderr:\n%s",
@@ -150,12 +142,12 @@ static bool connected(void *path)
 START_TEST(fanout_late_reader_is_told_it_came_too_late)
 {
 	const char *in = it_random_file("input.bin", 64 * MiB);
-	struct it_proc *w = np_copy("writer", "write", fan("&hwm=4", "w"), in, NULL);
-	struct it_proc *first = np_copy("first reader", "read", fan("&hwm=4", "r"),
+	struct it_proc *w = it_np_copy("writer", "write", fan("&hwm=4", "w"), in, NULL);
+	struct it_proc *first = it_np_copy("first reader", "read", fan("&hwm=4", "r"),
 	                                it_path("first.bin"), it_fmt("%d:%s", MiB, it_path("go")));
 	ck_assert_msg(it_wait_file_size("first.bin", MiB, IT_POLL_MS),
 	              "the first reader got only %lld bytes", (long long)it_file_size("first.bin"));
-	struct it_proc *late = np_copy("late reader", "read", fan("", "r"), it_path("late.bin"),
+	struct it_proc *late = it_np_copy("late reader", "read", fan("", "r"), it_path("late.bin"),
 	                               NULL);
 	/* The writer waits for the first reader: once the late one's
 	 * connection is in, let the stream go on (63 MiB more). */
@@ -183,7 +175,7 @@ START_TEST(fanout_options_are_checked)
 		 "with fanout=1 the writer binds"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		struct it_proc *p = np_copy("writer", "write", bad[i].desc, "/dev/null", NULL);
+		struct it_proc *p = it_np_copy("writer", "write", bad[i].desc, "/dev/null", NULL);
 		it_assert_exit(p, 1);
 		it_assert_log(p, bad[i].says);
 	}
