@@ -23,10 +23,11 @@
  *
  * The stream is framed with msgframe.h: the first message starts with the
  * preamble, messages carry whole DATA frames, the last one carries END (with
- * the digest when etag). Small writes are coalesced: a write is sent at
- * once when nng takes it; while nng is busy, later writes are packed into
- * the one held message (up to PACK_MAX bytes) that goes as soon as nng has
- * room. So an idle writer adds no latency and a busy one sends big messages.
+ * the digest when etag). Small writes are coalesced: a write while nothing
+ * is under way goes to nng at once, from the loop's thread (send_direct);
+ * while nng is busy, later writes are packed into the one held message (up
+ * to PACK_MAX bytes) that goes as soon as nng has room. So an idle writer
+ * adds no latency and a busy one sends big messages.
  *
  * Rule 5 over a message library: nng drops what a pipe holds when the pipe
  * closes, so the writer may not close after END as soon as nng took it. The
@@ -117,6 +118,7 @@ struct nn {
 	bool mu_init;
 	/* writer */
 	nng_aio *aio;           /* the one send under way */
+	nng_aio *daio;          /* direct sends: no callback, no wait */
 	_Atomic bool inflight;  /* aio carries a message */
 	bool inflight_end;      /* ... and END is in it */
 	bool want_signal;       /* the loop waits for send_done */
@@ -491,6 +493,8 @@ static int nn_open(struct np_pipe *p, const struct np_open_args *args)
 		return -ENOMEM;
 	n->mu_init = true;
 	nrv = reader ? nng_aio_alloc(&n->raio, recv_done, n) : nng_aio_alloc(&n->aio, send_done, n);
+	if (nrv == 0 && !reader && (nrv = nng_aio_alloc(&n->daio, NULL, NULL)) == 0)
+		nng_aio_set_timeout(n->daio, NNG_DURATION_ZERO);
 	if (nrv != 0)
 		return fail(n, nng_errno(nrv), "aio for", nrv);
 
@@ -719,6 +723,44 @@ static int w_progress(struct nn *n)
 	return st;
 }
 
+/*
+ * An idle writer's write: nothing is under way, so the message goes to nng
+ * from this thread, on an aio without a callback and with a zero timeout
+ * (what nng_sendmsg(NNG_FLAG_NONBLOCK) does, without allocating an aio
+ * each time). push0 takes it into its queue or onto the pipe at once, and
+ * no nng thread is woken to run a completion: that hand-off cost a round
+ * trip two thread switches. When push0 has no room the message becomes
+ * pend and the send chain takes it (send_done tells the loop).
+ */
+static ssize_t send_direct(struct nn *n, const void *buf, size_t k)
+{
+	nng_msg *m;
+	int nrv = nng_msg_alloc(&m, NF_HDR + k);
+	if (nrv != 0)
+		return n->err = nng_errno(nrv);
+	nm_pack(&n->ns, nng_msg_body(m), buf, k);
+	nng_aio_set_msg(n->daio, m);
+	nng_send_aio(n->sock, n->daio);
+	nng_aio_wait(n->daio);
+	nrv = nng_aio_result(n->daio);
+	if (nrv == 0)
+		return (ssize_t)k; /* nng has it */
+	nng_aio_set_msg(n->daio, NULL);
+	if (nrv != NNG_ETIMEDOUT && nrv != NNG_EAGAIN) {
+		nng_msg_free(m);
+		return n->err = fail(n, nng_errno(nrv), "send to", nrv);
+	}
+	/* No room: the send chain carries it. The loop alone starts
+	 * sends, and nothing was under way, so it starts now. */
+	pthread_mutex_lock(&n->mu);
+	n->pend = m;
+	n->pend_payload = k;
+	nng_msg *go = kick_locked(n);
+	pthread_mutex_unlock(&n->mu);
+	kick_send(n, go);
+	return (ssize_t)k;
+}
+
 static ssize_t nn_write(struct np_pipe *p, const void *buf, size_t len)
 {
 	struct nn *n = p->state;
@@ -750,6 +792,10 @@ static ssize_t nn_write(struct np_pipe *p, const void *buf, size_t len)
 	}
 	if (k > room)
 		k = room;
+	if (!n->inflight && !n->pend && n->daio) {
+		pthread_mutex_unlock(&n->mu);
+		return send_direct(n, buf, k);
+	}
 	/* A message that will wait (a send is under way) gets room for the
 	 * writes that follow at once; one that goes now, its exact size. */
 	int rc = pend_grow(n, n->inflight && !n->pend ? PACK_MAX : NF_HDR + k);
@@ -1063,6 +1109,9 @@ static void release(struct nn *n)
 		nng_aio_free(n->aio);
 	}
 	n->aio = NULL;
+	if (n->daio)
+		nng_aio_free(n->daio); /* idle: send_direct waits for it */
+	n->daio = NULL;
 	if (n->raio) {
 		nng_aio_stop(n->raio); /* recv_done has run for the last time */
 		nng_msg *m = nng_aio_get_msg(n->raio);
