@@ -130,15 +130,23 @@ static int64_t deadline(const netpipe_t *np)
  * every call read it. */
 #define DEADLINE_UNSET INT64_MIN
 
-static int wait_once(netpipe_t *np, int64_t *untilp)
+/* want: the ready() bits that make the op worth retrying at once (with
+ * NP_HUP and NP_ERR); when ready() reports none of them, as the broker's
+ * loop would not call the op, the wait starts (a retried read that finds
+ * nothing cost the zmq plugin a poll() per message: bench row 3).
+ * WANT_ANY: always retry (the caller waits for something ready() does
+ * not report, such as NP_CTL_PENDING reaching 0). */
+#define WANT_ANY (~0u)
+static int wait_once(netpipe_t *np, int64_t *untilp, uint32_t want)
 {
 	if (*untilp == DEADLINE_UNSET)
 		*untilp = deadline(np);
 	int64_t until = *untilp;
 	if (!np->progressed) {
 		np->progressed = 1;
-		pp_ready(np->pipe);
-		return 0;
+		uint32_t r = pp_ready(np->pipe);
+		if (want == WANT_ANY || (r & (want | NP_HUP | NP_ERR)))
+			return 0;
 	}
 	np->progressed = 0;
 	int ms = 1000;
@@ -184,7 +192,7 @@ API int64_t netpipe_read(netpipe_t *np, void *buf, int32_t len)
 			return leave(r);
 		if (r != -EAGAIN)
 			return leave(fail_op(np, r));
-		int rc = wait_once(np, &until);
+		int rc = wait_once(np, &until, NP_IN);
 		if (rc < 0)
 			return leave(fail_op(np, rc));
 	}
@@ -205,7 +213,7 @@ API int64_t netpipe_write(netpipe_t *np, const void *buf, int32_t len)
 		}
 		if (r != -EAGAIN && r != 0)
 			return leave(done ? (int64_t)done : fail_op(np, r));
-		int rc = wait_once(np, &until);
+		int rc = wait_once(np, &until, NP_OUT);
 		if (rc < 0)
 			return leave(done ? (int64_t)done : fail_op(np, rc));
 	}
@@ -213,7 +221,7 @@ API int64_t netpipe_write(netpipe_t *np, const void *buf, int32_t len)
 	 * plugin holds none of them (a frame the link took only in part). */
 	int held;
 	while ((held = pp_ctl(np->pipe, NP_CTL_PENDING, NULL)) > 0) {
-		int rc = wait_once(np, &until);
+		int rc = wait_once(np, &until, WANT_ANY);
 		if (rc < 0)
 			return leave(fail_op(np, rc));
 	}
@@ -238,7 +246,7 @@ API int netpipe_close(netpipe_t *np)
 	int rc;
 	enter(np);
 	while ((rc = pp_close(np->pipe, 0)) == -EAGAIN) {
-		if (wait_once(np, &until) < 0) {
+		if (wait_once(np, &until, WANT_ANY) < 0) {
 			pp_close(np->pipe, NP_CLOSE_ABORT);
 			rc = -ETIMEDOUT;
 			break;

@@ -1227,10 +1227,13 @@ static void send_ack(struct zp *z)
 		z->ack_due = false;
 }
 
-/* Find the next payload: walk the held message, receive the next. */
-static void fill(struct zp *z)
+/* Find the next payload: walk the held message, receive the next (not
+ * when held_only: then stop where the held message ends). */
+static void fill(struct zp *z, bool held_only)
 {
 	while (!z->pl && z->ns.done == 0) {
+		if (held_only && !z->has_msg)
+			return;
 		if (z->has_msg) {
 			const unsigned char *pl;
 			size_t n;
@@ -1299,9 +1302,15 @@ static ssize_t zp_read(struct np_pipe *p, void *buf, size_t len)
 		return 0;
 	unsigned char *out = buf;
 	size_t got = 0;
-	drain_monitor(z);
+	/* The monitor is not read here: ready() reads it before its own
+	 * recv, so a peer_left seen there was seen before every recv that
+	 * follows (which is what fill()'s reset needs), and an event that
+	 * comes later leaves the monitor's ZMQ_FD signalled, so the loop
+	 * calls ready(). Once it has bytes, a read stops where its message
+	 * ends rather than ask zmq for the next: a recv that finds nothing
+	 * costs libzmq a poll(), and the caller asks again anyway. */
 	while (got < len) {
-		fill(z);
+		fill(z, got > 0);
 		if (!z->pl)
 			break;
 		size_t n = z->pl_len - z->pl_off;
@@ -1340,7 +1349,7 @@ static uint32_t zp_ready(struct np_pipe *p)
 	 * (Two ZMQ_EVENTS calls here cost two poll()s per wait: bench row 3.) */
 	drain_monitor(z);
 	send_ack(z);
-	fill(z);
+	fill(z, false);
 	if (z->pl)
 		return NP_IN;
 	if (z->ns.done)
