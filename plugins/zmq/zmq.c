@@ -144,6 +144,10 @@ struct zp {
 	/* reader */
 	bool ack_due;           /* END seen, its acknowledgement not sent */
 	bool has_msg;           /* a received message being walked */
+	/* reader: the last call on the socket (on the monitor) was a receive
+	 * that found nothing, so its ZMQ_FD is readable again only once
+	 * something new came (see zp_ready) */
+	bool sock_dry, mon_dry;
 	zmq_msg_t msg;
 	struct nm_cursor cur;
 	const unsigned char *pl;
@@ -436,6 +440,7 @@ static void on_event(struct zp *z, int ev)
 
 static void drain_monitor(struct zp *z)
 {
+	z->mon_dry = true; /* it ends on a receive that found nothing */
 	if (!z->mon)
 		return;
 	for (;;) {
@@ -1223,7 +1228,10 @@ static void reader_fail(struct zp *z, int err, const char *why)
 /* Tell the writer END arrived: its clean close is complete then. */
 static void send_ack(struct zp *z)
 {
-	if (z->ack_due && zmq_send(z->sock, ACK_MSG, ACK_LEN, ZMQ_DONTWAIT) == ACK_LEN)
+	if (!z->ack_due)
+		return;
+	z->sock_dry = false; /* a send may take the fd's signal too */
+	if (zmq_send(z->sock, ACK_MSG, ACK_LEN, ZMQ_DONTWAIT) == ACK_LEN)
 		z->ack_due = false;
 }
 
@@ -1257,6 +1265,7 @@ static void fill(struct zp *z, bool held_only)
 		if (zmq_msg_recv(&z->msg, z->sock, ZMQ_DONTWAIT) < 0) {
 			int e = errno;
 			zmq_msg_close(&z->msg);
+			z->sock_dry = e == EAGAIN;
 			if (e != EAGAIN) {
 				reader_fail(z, -EIO, "receive failed");
 				return;
@@ -1279,6 +1288,7 @@ static void fill(struct zp *z, bool held_only)
 			return;
 		}
 		z->has_msg = true;
+		z->sock_dry = false;
 		if (z->fanout && !z->ns.preamble_done &&
 		    (zmq_msg_size(&z->msg) < 4 || memcmp(zmq_msg_data(&z->msg), NF_MAGIC, 4) != 0)) {
 			reader_fail(z, -EPROTO, "joined the fan-out stream after it started (the "
@@ -1346,7 +1356,18 @@ static uint32_t zp_ready(struct np_pipe *p)
 	 * it answers EAGAIN), so the next message or event signals the fd
 	 * again. drain_monitor() ends with such a recv on the monitor, and
 	 * fill() with one on the socket unless it found payload or the end.
-	 * (Two ZMQ_EVENTS calls here cost two poll()s per wait: bench row 3.) */
+	 * (Two ZMQ_EVENTS calls here cost two poll()s per wait: bench row 3.)
+	 * When both sockets went dry on their last call and nothing is held,
+	 * their ZMQ_FDs are readable only if something came since: one poll()
+	 * of both says so, where a receive on each would cost libzmq a poll()
+	 * apiece (libnetpipe calls ready() right after a read that found
+	 * nothing). */
+	if (z->sock_dry && z->mon_dry && !z->pl && !z->has_msg && !z->ns.done &&
+	    !z->ack_due) {
+		struct pollfd pf[2] = {{z->sfd, POLLIN, 0}, {z->mfd, POLLIN, 0}};
+		if (poll(pf, 2, 0) == 0)
+			return 0;
+	}
 	drain_monitor(z);
 	send_ack(z);
 	fill(z, false);
