@@ -122,21 +122,21 @@ static int64_t deadline(const netpipe_t *np)
 	return np->timeout_ms < 0 ? -1 : ev_now_ms() + np->timeout_ms;
 }
 
-/* One blocking wait on the loop, bounded by the deadline. The first
- * -EAGAIN after a wake-up lets the plugin make progress (accept, connect,
- * flush) through ready(), and the op is tried again before sleeping. */
 /* A call's deadline is read from the clock only when the call first has
  * to wait: perf showed clock_gettime as a tenth of a writer's time when
  * every call read it. */
 #define DEADLINE_UNSET INT64_MIN
 
-/* want: the ready() bits that make the op worth retrying at once (with
- * NP_HUP and NP_ERR); when ready() reports none of them, as the broker's
- * loop would not call the op, the wait starts (a retried read that finds
- * nothing cost the zmq plugin a poll() per message: bench row 3).
- * WANT_ANY: always retry (the caller waits for something ready() does
- * not report, such as NP_CTL_PENDING reaching 0). */
+/* want = WANT_ANY: the caller waits for something ready() does not report
+ * (NP_CTL_PENDING reaching 0, a close completing). */
 #define WANT_ANY (~0u)
+
+/* One blocking wait on the loop, bounded by the deadline. The first
+ * -EAGAIN after a wake-up lets the plugin make progress (accept, connect,
+ * flush) through ready(); the op is tried again at once only when ready()
+ * reports a bit of want (or NP_HUP/NP_ERR), as the broker's loop would
+ * call it, and otherwise the wait starts (a retried read that finds
+ * nothing cost the zmq plugin a poll() per message: bench row 3). */
 static int wait_once(netpipe_t *np, int64_t *untilp, uint32_t want)
 {
 	if (*untilp == DEADLINE_UNSET)

@@ -792,7 +792,7 @@ static ssize_t nn_write(struct np_pipe *p, const void *buf, size_t len)
 	}
 	if (k > room)
 		k = room;
-	if (!n->inflight && !n->pend && n->daio) {
+	if (!n->inflight && !n->pend) {
 		pthread_mutex_unlock(&n->mu);
 		return send_direct(n, buf, k);
 	}
