@@ -19,6 +19,11 @@
  * nng or libnetpipe: every context, socket and pipe is created in the
  * children, after fork.
  *
+ * Both sides run with the broker's malloc settings (broker/heap.h: glibc
+ * trims the heap only above 4 MiB), set here before the children fork, as
+ * the broker sets them before it loads a plugin; --malloc-default leaves
+ * glibc's own (libnetpipe in a program that sets nothing).
+ *
  * Every figure is the median of --runs runs (3); raw and Rift runs
  * alternate. PASS/MISS compares with the issue's targets and is
  * information only (DESIGN.md section 9). A plugin that is not built yet
@@ -61,6 +66,7 @@
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pipeline0/push.h>
 
+#include "heap.h"
 #include "libnetpipe.h"
 #include "procs.h"
 
@@ -95,6 +101,8 @@ static struct {
 	int verbose;
 	bool quick;
 	bool no_raw, no_rift;     /* --side: profile one side alone */
+	bool malloc_default;      /* glibc's malloc settings, not the broker's */
+	int heap;                 /* what hp_tune did (HP_* bits), 0 if not run */
 	unsigned rows;            /* bit i: row i+1 */
 	unsigned libs;            /* bit ZMQ, bit NNG */
 	char plugins[PATH_MAX];
@@ -917,6 +925,9 @@ static void print_header(void)
 		snprintf(mode, sizeof mode, "~%g s per run", opt.seconds);
 	else
 		snprintf(mode, sizeof mode, "%llu bytes per run", (unsigned long long)opt.bytes);
+	printf("malloc: %s\n", opt.malloc_default ? "glibc's defaults (--malloc-default)"
+	       : opt.heap == (HP_TRIM_SET | HP_MMAP_SET) ? "the broker's settings, both sides "
+	       "(broker/heap.h)" : "GLIBC_TUNABLES' settings kept, both sides (broker/heap.h)");
 	printf("build %s; every figure is the median of %d run%s, %s (row 3: %ld round trips "
 	       "after %ld); MB/s = 10^6 bytes/s\n\n", RIFT_BENCH_BUILDTYPE, opt.runs,
 	       opt.runs == 1 ? "" : "s", mode, opt.round_trips, opt.warmup);
@@ -1048,6 +1059,8 @@ static void usage(FILE *f)
 	      "                       --quick)\n"
 	      "  -S, --side SIDE      raw or rift: run only that side (for profiling;\n"
 	      "                       rows then show - for the other)\n"
+	      "  -M, --malloc-default glibc's malloc settings on both sides, not the\n"
+	      "                       broker's (broker/heap.h)\n"
 	      "  -v, --verbose        every run's figure on stderr\n"
 	      "  -h, --help\n", f);
 }
@@ -1140,6 +1153,7 @@ int main(int argc, char **argv)
 		{"plugins", required_argument, 0, 'P'},
 		{"timeout", required_argument, 0, 't'},
 		{"side", required_argument, 0, 'S'},
+		{"malloc-default", no_argument, 0, 'M'},
 		{"verbose", no_argument, 0, 'v'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
@@ -1151,7 +1165,7 @@ int main(int argc, char **argv)
 	uint64_t bytes = 0;
 	opt.rows = ROW_ALL;
 	opt.libs = (1u << ZMQ) | (1u << NNG);
-	while ((c = getopt_long(argc, argv, "qs:b:n:r:T:N:P:t:S:vh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qs:b:n:r:T:N:P:t:S:Mvh", longs, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'q': opt.quick = true; break;
@@ -1212,6 +1226,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'M': opt.malloc_default = true; break;
 		case 'v': opt.verbose++; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -1239,6 +1254,8 @@ int main(int argc, char **argv)
 
 	if (find_plugins() < 0)
 		return 2;
+	if (!opt.malloc_default)
+		opt.heap = hp_tune(); /* the children inherit it */
 	bp_child_alarm = (unsigned)(opt.timeout + START_TIMEOUT) + 10;
 	struct sigaction sa = {.sa_handler = bp_on_signal};
 	sigemptyset(&sa.sa_mask);

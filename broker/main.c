@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "loader.h"
 #include "log.h"
 #include "loop.h"
@@ -111,6 +112,14 @@ int main(int argc, char **argv)
 		usage(stderr);
 		goto out;
 	}
+	/* Before any plugin allocates: the heap settings are the process's. */
+	int hp = hp_tune();
+	if (hp == (HP_TRIM_SET | HP_MMAP_SET))
+		lg_log(LG_DEBUG, "malloc: trim threshold %d, mmap threshold %d bytes",
+		       HP_TRIM_THRESHOLD, HP_MMAP_THRESHOLD);
+	else
+		lg_log(LG_DEBUG, "malloc: the user's (GLIBC_TUNABLES) or the C "
+		       "library's own settings kept (broker/heap.h)");
 
 	if (manifest) {
 		int rc = mf_parse_file(manifest, &mf, err, sizeof err);
