@@ -131,34 +131,38 @@ static int64_t deadline(const netpipe_t *np)
  * (NP_CTL_PENDING reaching 0, a close completing). */
 #define WANT_ANY (~0u)
 
-/* One blocking wait on the loop, bounded by the deadline. The first
- * -EAGAIN after a wake-up lets the plugin make progress (accept, connect,
- * flush) through ready(); the op is tried again at once only when ready()
- * reports a bit of want (or NP_HUP/NP_ERR), as the broker's loop would
- * call it, and otherwise the wait starts (a retried read that finds
- * nothing cost the zmq plugin a poll() per message: bench row 3). */
+/* One blocking wait on the loop, bounded by the deadline, in the broker's
+ * order: ready() once after each event (and once before the first wait),
+ * and the op again only when ready() reports a bit of want (or NP_HUP or
+ * NP_ERR), otherwise the wait goes on. Not ready() before a wait: after an
+ * op's -EAGAIN the plugin has just looked (a zmq reader's ready() would
+ * poll() the fds its receive just found dry, once per message: bench
+ * row 3), and the broker does not call it there either. */
 static int wait_once(netpipe_t *np, int64_t *untilp, uint32_t want)
 {
 	if (*untilp == DEADLINE_UNSET)
 		*untilp = deadline(np);
 	int64_t until = *untilp;
-	if (!np->progressed) {
-		np->progressed = 1;
-		uint32_t r = pp_ready(np->pipe);
-		if (want == WANT_ANY || (r & (want | NP_HUP | NP_ERR)))
-			return 0;
+	for (;;) {
+		if (!np->progressed) {
+			np->progressed = 1;
+			uint32_t r = pp_ready(np->pipe);
+			if (want == WANT_ANY || (r & (want | NP_HUP | NP_ERR)))
+				return 0;
+		}
+		int ms = 1000;
+		if (until >= 0) {
+			int64_t left = until - ev_now_ms();
+			if (left <= 0)
+				return -ETIMEDOUT;
+			if (left < ms)
+				ms = (int)left;
+		}
+		int rc = ev_run_once(loop, ms);
+		if (rc < 0)
+			return rc;
+		np->progressed = 0;
 	}
-	np->progressed = 0;
-	int ms = 1000;
-	if (until >= 0) {
-		int64_t left = until - ev_now_ms();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (left < ms)
-			ms = (int)left;
-	}
-	int rc = ev_run_once(loop, ms);
-	return rc < 0 ? rc : 0;
 }
 
 static int64_t fail_op(netpipe_t *np, int64_t rc)
