@@ -927,7 +927,10 @@ static void print_header(void)
 		snprintf(mode, sizeof mode, "%llu bytes per run", (unsigned long long)opt.bytes);
 	printf("malloc: %s\n", opt.malloc_default ? "glibc's defaults (--malloc-default)"
 	       : opt.heap == (HP_TRIM_SET | HP_MMAP_SET) ? "the broker's settings, both sides "
-	       "(broker/heap.h)" : "GLIBC_TUNABLES' settings kept, both sides (broker/heap.h)");
+	       "(broker/heap.h)"
+	       : opt.heap & (HP_USER_TRIM | HP_USER_MMAP) ? "the user's settings kept (GLIBC_TUNABLES, MALLOC_*_), "
+	       "the broker's for the rest, both sides (broker/heap.h)"
+	       : "the C library's own: it refused the broker's (broker/heap.h)");
 	printf("build %s; every figure is the median of %d run%s, %s (row 3: %ld round trips "
 	       "after %ld); MB/s = 10^6 bytes/s\n\n", RIFT_BENCH_BUILDTYPE, opt.runs,
 	       opt.runs == 1 ? "" : "s", mode, opt.round_trips, opt.warmup);
