@@ -36,17 +36,8 @@
 # Exit 0 when every case passed, 1 on a failure, 77 (skipped) without a tool.
 set -eu
 
-LOGS=""
-fail() {
-	echo "three-brokers: FAIL: $*" >&2
-	for f in $LOGS; do
-		[ -s "$f" ] || continue
-		echo "--- ${f##*/} (last lines):" >&2
-		tail -n 20 "$f" >&2
-	done
-	exit 1
-}
-say() { echo "three-brokers: $*"; }
+ME=three-brokers # lib.sh: fail, say, started, name_of, alive, await
+. "$(dirname "$0")/lib.sh"
 since() { echo "$(($(date +%s) - T0)) s"; } # seconds since the case began
 begin() { LOGS=""; T0=$(date +%s); }
 
@@ -57,8 +48,6 @@ done
 [ -r /proc/self/stat ] || { echo "three-brokers: SKIP: no /proc"; exit 77; }
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/rift-3b.XXXXXX")
-PIDS=""
-NAMES=""
 # kill_session SID...: SIGKILL brokers' whole sessions: each broker (its
 # process group; dash's kill takes "-PGID" but no "--"), then, in one pass
 # over /proc, their programs (the exec runtime puts each in a process group
@@ -122,46 +111,7 @@ MANIFEST
 # Its log is $T/NAME.err, and joins the logs a failure shows.
 start_broker() {
 	setsid "$BROKER" -m "$T/$1.manifest" -P "$RIFT_PLUGINS" >"$T/$1.out" 2>"$T/$1.err" &
-	LAST=$!
-	PIDS="$PIDS $LAST"
-	NAMES="$NAMES $LAST=$1"
-	LOGS="$LOGS $T/$1.err $T/$1.stderr"
-}
-
-name_of() { # the broker's name, for messages
-	for e in $NAMES; do
-		case $e in "$1="*) echo "${e#*=}"; return ;; esac
-	done
-	echo "pid $1"
-}
-
-# alive PID: the process still runs (a zombie has exited, only nobody has
-# reaped it yet: kill -0 would still succeed on it).
-alive() {
-	st=""
-	read -r st 2>/dev/null <"/proc/$1/stat" || return 1
-	st=${st##*) }
-	[ "${st%% *}" != Z ]
-}
-
-# await PID SECONDS: waits at most SECONDS for a broker to exit; its status
-# in $RC.
-await() {
-	deadline=$(($(date +%s) + $2))
-	while alive "$1"; do
-		[ "$(date +%s)" -lt "$deadline" ] ||
-			fail "broker $(name_of "$1") did not exit within $2 s"
-		sleep 0.05 # a poll interval for the condition above
-	done
-	RC=0
-	wait "$1" || RC=$?
-	# Reaped: its pid may be reused, so the cleanup no longer kills it
-	# (the cases that SIGKILL a broker end its session first).
-	rest=""
-	for q in $PIDS; do
-		[ "$q" = "$1" ] || rest="$rest $q"
-	done
-	PIDS=$rest
+	started "$1"
 }
 
 # expect PID SECONDS STATUS WHY: the broker exits within SECONDS with STATUS.

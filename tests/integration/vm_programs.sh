@@ -37,17 +37,8 @@
 # Exit 0 when every case passed, 1 on a failure, 77 (skipped) without a tool.
 set -eu
 
-LOGS=""
-fail() {
-	echo "vm-programs: FAIL: $*" >&2
-	for f in $LOGS; do
-		[ -s "$f" ] || continue
-		echo "--- ${f##*/} (last lines):" >&2
-		tail -n 20 "$f" >&2
-	done
-	exit 1
-}
-say() { echo "vm-programs: $*"; }
+ME=vm-programs # lib.sh: fail, say, started, name_of, alive, await
+. "$(dirname "$0")/lib.sh"
 begin() { LOGS=""; }
 
 : "${BROKER:?set by meson.build}" "${RIFT_PLUGINS:?set by meson.build}" "${RIFT_ASM:?set by meson.build}"
@@ -62,8 +53,6 @@ SRC=${RIFT_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 [ -f "$SRC/manifests/vm-cat.manifest" ] || fail "no manifests/vm-cat.manifest under $SRC"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/rift-vm-it.XXXXXX")
-PIDS=""
-NAMES=""
 cleanup() {
 	for p in $PIDS; do
 		# Each broker runs in a session of its own: end it and its
@@ -133,43 +122,12 @@ run() {
 # pid and -$LAST its program too. Its log is $T/NAME.err.
 start_broker() {
 	setsid "$BROKER" -m "$2" -P "$RIFT_PLUGINS" </dev/null >"${3:-$T/$1.out}" 2>"$T/$1.err" &
-	LAST=$!
-	PIDS="$PIDS $LAST"
-	NAMES="$NAMES $LAST=$1"
-	LOGS="$LOGS $T/$1.err $T/$1.stderr"
-}
-
-name_of() {
-	for e in $NAMES; do
-		case $e in "$1="*) echo "${e#*=}"; return ;; esac
-	done
-	echo "pid $1"
-}
-
-# alive PID: it still runs (a zombie has exited; kill -0 would still
-# succeed on it).
-alive() {
-	st=""
-	read -r st 2>/dev/null <"/proc/$1/stat" || return 1
-	st=${st##*) }
-	[ "${st%% *}" != Z ]
+	started "$1"
 }
 
 # expect PID STATUS WHY: the broker exits within $WAIT s with STATUS.
 expect() {
-	deadline=$(($(date +%s) + WAIT))
-	while alive "$1"; do
-		[ "$(date +%s)" -lt "$deadline" ] ||
-			fail "broker $(name_of "$1") did not exit within $WAIT s ($3)"
-		sleep 0.05 # a poll interval for the condition above
-	done
-	RC=0
-	wait "$1" || RC=$?
-	rest=""
-	for q in $PIDS; do
-		[ "$q" = "$1" ] || rest="$rest $q"
-	done
-	PIDS=$rest
+	await "$1" "$WAIT" "$3"
 	[ "$RC" -eq "$2" ] || fail "broker $(name_of "$1") exited $RC, expected $2 ($3)"
 }
 
