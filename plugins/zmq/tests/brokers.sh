@@ -270,7 +270,7 @@ if [ -n "${KEYGEN:-}" ]; then
 	[ "$(grep -c "failed the ZMTP handshake" "$T/clients-r.err")" -eq 1 ] ||
 		{ cat "$T/clients-r.err" >&2; fail "clients: the refusal is logged more than once"; }
 	# When the line names the refused key, it is B's.
-	! grep -q "its CURVE key" "$T/clients-r.err" || grep -qF "$(grep -v '^#' "$T/clb.pub")" "$T/clients-r.err" ||
+	! grep -q "its CURVE key" "$T/clients-r.err" || grep -qF -e "$(grep -v '^#' "$T/clb.pub")" "$T/clients-r.err" ||
 		{ cat "$T/clients-r.err" >&2; fail "clients: the reader named another key than the refused one"; }
 	say "ok clients: $(wc -c <"$T/in.bin") bytes from the listed key; the reader logged: $(grep -m1 "failed the ZMTP" "$T/clients-r.err")"
 
