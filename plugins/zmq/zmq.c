@@ -1235,13 +1235,10 @@ static void send_ack(struct zp *z)
 		z->ack_due = false;
 }
 
-/* Find the next payload: walk the held message, receive the next (not
- * when held_only: then stop where the held message ends). */
-static void fill(struct zp *z, bool held_only)
+/* Find the next payload: walk the held message, then receive the next. */
+static void fill(struct zp *z)
 {
 	while (!z->pl && z->ns.done == 0) {
-		if (held_only && !z->has_msg)
-			return;
 		if (z->has_msg) {
 			const unsigned char *pl;
 			size_t n;
@@ -1316,11 +1313,12 @@ static ssize_t zp_read(struct np_pipe *p, void *buf, size_t len)
 	 * recv, so a peer_left seen there was seen before every recv that
 	 * follows (which is what fill()'s reset needs), and an event that
 	 * comes later leaves the monitor's ZMQ_FD signalled, so the loop
-	 * calls ready(). Once it has bytes, a read stops where its message
-	 * ends rather than ask zmq for the next: a recv that finds nothing
-	 * costs libzmq a poll(), and the caller asks again anyway. */
+	 * calls ready(). A read that finishes a message goes on into the
+	 * next one while it has room (stopping at the message's end saves
+	 * the poll() of a receive that finds nothing, but made no difference
+	 * to bench row 2: docs/zmq.md, "Tried and not kept"). */
 	while (got < len) {
-		fill(z, got > 0);
+		fill(z);
 		if (!z->pl)
 			break;
 		size_t n = z->pl_len - z->pl_off;
@@ -1366,7 +1364,7 @@ static uint32_t zp_ready(struct np_pipe *p)
 	 * monitor read before its recv). */
 	if (z->sock_dry && z->mon_dry && !z->pl && !z->has_msg && !z->ns.done &&
 	    !z->ack_due) {
-		fill(z, false);
+		fill(z);
 		if (z->pl)
 			return NP_IN;
 		if (z->ns.done)
@@ -1374,7 +1372,7 @@ static uint32_t zp_ready(struct np_pipe *p)
 	}
 	drain_monitor(z);
 	send_ack(z);
-	fill(z, false);
+	fill(z);
 	if (z->pl)
 		return NP_IN;
 	if (z->ns.done)
