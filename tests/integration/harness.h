@@ -138,6 +138,13 @@ bool it_wait_log(struct it_proc *p, const char *needle, int ms);
  * pass. Returns main's exit status. */
 int it_run(Suite *s);
 
+/* One case of a suite's table: CASE(t) in each test file fills it, and
+ * meson.build reads those lines to make one test per case. */
+struct it_case {
+	const char *name;
+	const TTest *test;
+};
+
 /* Milliseconds on the monotonic clock. */
 int64_t it_now_ms(void);
 

@@ -1089,11 +1089,6 @@ START_TEST(program_line_filling_the_argument_store_is_refused)
 }
 END_TEST
 
-struct it_case {
-	const char *name;
-	const TTest *test;
-};
-
 #define CASE(t) {#t, t}
 
 int main(void)

@@ -234,11 +234,6 @@ START_TEST(client_library_errors)
 }
 END_TEST
 
-struct it_case {
-	const char *name;
-	const TTest *test;
-};
-
 #define CASE(t) {#t, t}
 
 int main(void)

@@ -182,11 +182,6 @@ START_TEST(fanout_options_are_checked)
 }
 END_TEST
 
-struct it_case {
-	const char *name;
-	const TTest *test;
-};
-
 #define CASE(t) {#t, t}
 
 int main(void)
