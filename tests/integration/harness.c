@@ -503,6 +503,20 @@ struct it_proc *it_np_copy(const char *name, const char *mode, const char *desc,
 	return it_spawn(name, argv);
 }
 
+void it_check_killed_writer_is_reset(const char *rdesc, const char *wdesc,
+                                     const char *input, off_t after)
+{
+	struct it_proc *r = it_np_copy("reader", "read", rdesc, it_path("output.bin"), NULL);
+	struct it_proc *w = it_np_copy("writer", "write", wdesc, input, NULL);
+	ck_assert_msg(it_wait_file_size("output.bin", after, IT_POLL_MS),
+	              "the reader got only %lld of the first %lld bytes; writer stderr:\n%s",
+	              (long long)it_file_size("output.bin"), (long long)after, it_log(w));
+	it_kill(w, SIGKILL);
+	it_assert_exit(w, -SIGKILL);
+	it_assert_exit(r, 3); /* np-copy: netpipe_read failed with ECONNRESET */
+	it_assert_log(r, "without closing");
+}
+
 struct it_proc *it_spawn_unset(const char *name, char *const argv[], const char *var)
 {
 	return spawn(name, argv, var);
@@ -647,6 +661,19 @@ bool it_wait_log(struct it_proc *p, const char *needle, int ms)
 }
 
 /* ---- running a suite ---- */
+
+Suite *it_suite(const char *name, const struct it_case *cases, size_t n)
+{
+	Suite *s = suite_create(name);
+	for (size_t i = 0; i < n; i++) {
+		TCase *tc = tcase_create(cases[i].name);
+		tcase_add_checked_fixture(tc, it_setup, it_teardown);
+		tcase_set_timeout(tc, 60);
+		tcase_add_test(tc, cases[i].test);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
 
 int it_run(Suite *s)
 {

@@ -110,6 +110,12 @@ struct it_proc *it_spawn_unset(const char *name, char *const argv[], const char 
  * MODE "read" or "write"; extra may be NULL. */
 struct it_proc *it_np_copy(const char *name, const char *mode, const char *desc,
                            const char *file, const char *extra);
+/* Rule 5 through libnetpipe: an np-copy reader of rdesc (into
+ * output.bin) and an np-copy writer of wdesc (from input); once `after`
+ * bytes came, the writer is SIGKILLed, and the reader must fail with
+ * -ECONNRESET (np-copy's exit 3, "without closing"), never see EOF. */
+void it_check_killed_writer_is_reset(const char *rdesc, const char *wdesc,
+                                     const char *input, off_t after);
 
 /* The next it_spawn()/it_broker() gets this on its stdin instead of
  * /dev/null: a dup of fd (the caller keeps fd), or the named file. */
@@ -144,6 +150,10 @@ struct it_case {
 	const char *name;
 	const TTest *test;
 };
+
+/* A suite of n cases, each a test case of its own with it_setup and
+ * it_teardown around it and Check's timeout at 60 s. */
+Suite *it_suite(const char *name, const struct it_case *cases, size_t n);
 
 /* Milliseconds on the monotonic clock. */
 int64_t it_now_ms(void);

@@ -1143,13 +1143,5 @@ int main(void)
 		CASE(plugins_key_names_the_plugin_dir),
 		CASE(relative_plugins_key_is_from_the_manifest_dir),
 	};
-	Suite *s = suite_create("brokers");
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc, it_setup, it_teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	return it_run(s);
+	return it_run(it_suite("brokers", cases, sizeof cases / sizeof cases[0]));
 }

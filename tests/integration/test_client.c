@@ -47,17 +47,8 @@ END_TEST
 START_TEST(client_reader_sees_reset_when_writer_is_killed)
 {
 	const char *sock = it_path("pipe.sock");
-	struct it_proc *r = it_np_copy("reader", "read", it_fmt("Netpipe:unix:%s:r", sock),
-	                            it_path("output.bin"), NULL);
-	struct it_proc *w = it_np_copy("writer", "write", it_fmt("Netpipe:unix:%s:w", sock),
-	                            "/dev/zero", NULL);
-	ck_assert_msg(it_wait_file_size("output.bin", MiB, IT_POLL_MS),
-	              "the reader got only %lld bytes; writer stderr:\n%s",
-	              (long long)it_file_size("output.bin"), it_log(w));
-	it_kill(w, SIGKILL);
-	it_assert_exit(w, -SIGKILL);
-	it_assert_exit(r, 3); /* np-copy: netpipe_read failed with ECONNRESET */
-	it_assert_log(r, "without closing");
+	it_check_killed_writer_is_reset(it_fmt("Netpipe:unix:%s:r", sock),
+	                                it_fmt("Netpipe:unix:%s:w", sock), "/dev/zero", MiB);
 }
 END_TEST
 
@@ -251,13 +242,5 @@ int main(void)
 		CASE(client_write_after_reader_left_a_fifo_is_epipe_not_sigpipe),
 		CASE(client_end_of_stream_reads_0_again_and_again),
 	};
-	Suite *s = suite_create("client");
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc, it_setup, it_teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	return it_run(s);
+	return it_run(it_suite("client", cases, sizeof cases / sizeof cases[0]));
 }

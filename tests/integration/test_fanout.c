@@ -195,13 +195,5 @@ int main(void)
 		CASE(fanout_late_reader_is_told_it_came_too_late),
 		CASE(fanout_options_are_checked),
 	};
-	Suite *s = suite_create("fanout");
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc, it_setup, it_teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	return it_run(s);
+	return it_run(it_suite("fanout", cases, sizeof cases / sizeof cases[0]));
 }

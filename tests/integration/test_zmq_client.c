@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,15 +36,7 @@ END_TEST
 
 START_TEST(zmq_client_busy_reader_sees_reset_when_writer_is_killed)
 {
-	struct it_proc *r = it_np_copy("reader", "read", zpipe("r"), it_path("output.bin"), NULL);
-	struct it_proc *w = it_np_copy("writer", "write", zpipe("w"), "/dev/zero", NULL);
-	ck_assert_msg(it_wait_file_size("output.bin", MiB, IT_POLL_MS),
-	              "the reader got only %lld bytes; writer stderr:\n%s",
-	              (long long)it_file_size("output.bin"), it_log(w));
-	it_kill(w, SIGKILL);
-	it_assert_exit(w, -SIGKILL);
-	it_assert_exit(r, 3); /* np-copy: netpipe_read failed with ECONNRESET */
-	it_assert_log(r, "without closing");
+	it_check_killed_writer_is_reset(zpipe("r"), zpipe("w"), "/dev/zero", MiB);
 }
 END_TEST
 
@@ -60,15 +51,7 @@ START_TEST(zmq_client_idle_reader_sees_reset_when_writer_is_killed)
 	char kib[1024];
 	memset(kib, 'x', sizeof kib);
 	ck_assert_int_eq(write(feed, kib, sizeof kib), (ssize_t)sizeof kib);
-	struct it_proc *r = it_np_copy("reader", "read", zpipe("r"), it_path("output.bin"), NULL);
-	struct it_proc *w = it_np_copy("writer", "write", zpipe("w"), it_path("feed.fifo"), NULL);
-	ck_assert_msg(it_wait_file_size("output.bin", (off_t)sizeof kib, IT_POLL_MS),
-	              "the reader got only %lld of the first %zu bytes; writer stderr:\n%s",
-	              (long long)it_file_size("output.bin"), sizeof kib, it_log(w));
-	it_kill(w, SIGKILL);
-	it_assert_exit(w, -SIGKILL);
-	it_assert_exit(r, 3); /* ECONNRESET, never EOF */
-	it_assert_log(r, "without closing");
+	it_check_killed_writer_is_reset(zpipe("r"), zpipe("w"), it_path("feed.fifo"), sizeof kib);
 	close(feed);
 }
 END_TEST
@@ -100,13 +83,5 @@ int main(void)
 		CASE(zmq_client_idle_reader_sees_reset_when_writer_is_killed),
 		CASE(zmq_client_read_timeout_ends_the_wait),
 	};
-	Suite *s = suite_create("zmq-client");
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc, it_setup, it_teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	return it_run(s);
+	return it_run(it_suite("zmq-client", cases, sizeof cases / sizeof cases[0]));
 }
