@@ -98,6 +98,22 @@ extern "C" {
 #define NP_CTL_PENDING 2 /* arg: NULL; returns how many bytes writes accepted
                             that the plugin still holds (0: none), or the
                             -errno that keeps them from going */
+#define NP_CTL_WAIT    3 /* arg: struct np_wait *; the one op that may
+                            block: until a read would progress, at most
+                            timeout_ms. Returns ready()'s bits (0: nothing
+                            yet), or -ENOTTY when the pipe cannot wait so
+                            (the caller then waits on its loop). Only a
+                            caller with nothing else to do calls it (a
+                            blocking libnetpipe read); the broker never
+                            does. docs/abi.md, section 6. */
+
+/* NP_CTL_WAIT's argument. */
+struct np_wait {
+	uint32_t struct_size; /* sizeof(struct np_wait) */
+	uint32_t events;      /* what the caller waits for: NP_IN */
+	int32_t timeout_ms;   /* block at most this long (>= 0) */
+	uint32_t reserved;    /* 0 */
+};
 
 /* The channel types of a ZeroVM manifest (np_open_args.type). */
 #define NP_TYPE_SEQ_SEQ  0 /* sequential reads, sequential writes */

@@ -21,7 +21,12 @@ struct netpipe {
 	struct pp_pipe *pipe;
 	int64_t timeout_ms;
 	int progressed;  /* ready() ran since the last wait */
+	int no_wait;     /* the plugin answered NP_CTL_WAIT with -ENOTTY */
 };
+
+/* A blocking read waits inside the plugin (NP_CTL_WAIT) at most this
+ * long at a time, and the loop runs at least this often meanwhile. */
+#define WAIT_SLICE_MS 50
 
 static struct ev_loop *loop;
 static struct ld_registry reg;
@@ -165,6 +170,34 @@ static int wait_once(netpipe_t *np, int64_t *untilp, uint32_t want)
 	}
 }
 
+/* When the loop last ran while reads waited inside their plugin. */
+static int64_t loop_served;
+
+/* A blocking read's wait inside the plugin (NP_CTL_WAIT, docs/abi.md):
+ * for libzmq that is its own blocking receive, which sleeps in the poll()
+ * a non-blocking receive spends finding nothing (bench row 3). Asked
+ * before every try of the read, so a plugin answers at once when the read
+ * would progress. The program's other pipes get the loop, without
+ * blocking, at least every WAIT_SLICE_MS: their events, timers and
+ * flushes wait no longer than that. The plugin's answer does not matter:
+ * the read is tried next either way. */
+static void wait_inside(netpipe_t *np, int64_t *untilp)
+{
+	int64_t now = ev_now_ms();
+	if (*untilp == DEADLINE_UNSET)
+		*untilp = np->timeout_ms < 0 ? -1 : now + np->timeout_ms;
+	if (now - loop_served >= WAIT_SLICE_MS) {
+		ev_run_once(loop, 0);
+		loop_served = now;
+	}
+	int64_t ms = WAIT_SLICE_MS;
+	if (*untilp >= 0 && *untilp - now < ms)
+		ms = *untilp > now ? *untilp - now : 0;
+	struct np_wait w = { sizeof w, NP_IN, (int32_t)ms, 0 };
+	if (pp_ctl(np->pipe, NP_CTL_WAIT, &w) == -ENOTTY)
+		np->no_wait = 1;
+}
+
 static int64_t fail_op(netpipe_t *np, int64_t rc)
 {
 	set_error((int)rc, "%s: %s", pp_label(np->pipe), pp_error(np->pipe, (int)rc));
@@ -191,12 +224,19 @@ API int64_t netpipe_read(netpipe_t *np, void *buf, int32_t len)
 	int64_t until = DEADLINE_UNSET;
 	enter(np);
 	for (;;) {
+		int inside = !np->no_wait;
+		if (inside)
+			wait_inside(np, &until);
 		ssize_t r = pp_read(np->pipe, buf, (size_t)len);
 		if (r >= 0)
 			return leave(r);
 		if (r != -EAGAIN)
 			return leave(fail_op(np, r));
-		int rc = wait_once(np, &until, NP_IN);
+		int rc;
+		if (inside && !np->no_wait)
+			rc = until >= 0 && ev_now_ms() >= until ? -ETIMEDOUT : 0;
+		else
+			rc = wait_once(np, &until, NP_IN);
 		if (rc < 0)
 			return leave(fail_op(np, rc));
 	}

@@ -29,7 +29,10 @@ typedef struct netpipe netpipe_t;
 
 /* Open "[Netpipe:]<scheme>:<address>:<r|w|rw>" (the mode is required). */
 netpipe_t *netpipe_open(const char *descriptor);
-/* Up to len bytes; 0 at end-of-stream; blocks until something comes. */
+/* Up to len bytes; 0 at end-of-stream; blocks until something comes.
+ * Where the plugin can (zmq), the read blocks inside the transport's
+ * library, as a raw zmq_recv does; the program's other pipes are then
+ * served at least every 50 ms (docs/abi.md, NP_CTL_WAIT). */
 int64_t netpipe_read(netpipe_t *np, void *buf, int32_t len);
 /* All len bytes (or fewer before a failure); blocks while the link is
  * full or no reader is there yet. */

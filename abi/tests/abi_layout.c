@@ -55,6 +55,12 @@ AT(np_open_args, type, 16);
 AT(np_open_args, etag, 20);
 _Static_assert(sizeof(struct np_open_args) == 24, "np_open_args 1.0");
 
+AT(np_wait, struct_size, 0);
+AT(np_wait, events, 4);
+AT(np_wait, timeout_ms, 8);
+AT(np_wait, reserved, 12);
+_Static_assert(sizeof(struct np_wait) == 16, "np_wait (NP_CTL_WAIT) is 16 bytes");
+
 AT(np_host, struct_size, 0);
 AT(np_host, abi_major, 4);
 AT(np_host, abi_minor, 8);

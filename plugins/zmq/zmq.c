@@ -144,6 +144,7 @@ struct zp {
 	/* reader */
 	bool ack_due;           /* END seen, its acknowledgement not sent */
 	bool has_msg;           /* a received message being walked */
+	int rcvtimeo;           /* reader: ZMQ_RCVTIMEO as last set (NP_CTL_WAIT) */
 	/* reader: the last call on the socket (on the monitor) was a receive
 	 * that found nothing, so its ZMQ_FD is readable again only once
 	 * something new came (see zp_ready) */
@@ -791,6 +792,7 @@ static int zp_open(struct np_pipe *p, const struct np_open_args *a)
 		return rc;
 	z->binder = (a->mode == NP_WRITE) == u.bind_writer;
 	z->deadline = -1;
+	z->rcvtimeo = -1; /* libzmq's default */
 	z->fanout = u.fanout;
 	z->readers_min = (int)u.readers;
 
@@ -1235,69 +1237,141 @@ static void send_ack(struct zp *z)
 		z->ack_due = false;
 }
 
+/* A receive found the socket empty. The monitor's DISCONNECTED is sent
+ * after every message of that connection was queued to us, and the caller
+ * read the monitor before this receive (which processes the queue's
+ * commands): a writer that left without END is a reset now. */
+static void found_nothing(struct zp *z)
+{
+	z->sock_dry = true;
+	if (!z->peer_left)
+		return;
+	if (z->ns.preamble_done) {
+		reader_fail(z, -ECONNRESET, "the writer went away without closing the stream");
+	} else {
+		/* A zmq peer that sent nothing was no writer. */
+		z->peer_left = false;
+		z->handshaked = false;
+	}
+}
+
+/* A message was received into z->msg: check it and start walking it. */
+static void take_msg(struct zp *z)
+{
+	z->has_msg = true;
+	z->sock_dry = false;
+	if (z->fanout && !z->ns.preamble_done &&
+	    (zmq_msg_size(&z->msg) < 4 || memcmp(zmq_msg_data(&z->msg), NF_MAGIC, 4) != 0)) {
+		reader_fail(z, -EPROTO, "joined the fan-out stream after it started (the "
+		            "writer's first byte goes to the readers=N it waited for)");
+		return;
+	}
+	if (zmq_msg_more(&z->msg)) {
+		reader_fail(z, -EPROTO, "a multipart message: the peer is not a Rift writer");
+		return;
+	}
+	nm_begin(&z->ns, &z->cur, zmq_msg_data(&z->msg), zmq_msg_size(&z->msg));
+}
+
+/* Walk the held message to its next payload (z->pl); at its end release
+ * it, and take END. True when the next message is to be received. */
+static bool walk_held(struct zp *z)
+{
+	if (!z->has_msg)
+		return true;
+	const unsigned char *pl;
+	size_t n;
+	int rc = nm_next(&z->ns, &z->cur, &pl, &n);
+	if (rc == 1) {
+		z->pl = pl;
+		z->pl_len = n;
+		z->pl_off = 0;
+		return false;
+	}
+	zmq_msg_close(&z->msg);
+	z->has_msg = false;
+	if (z->ns.done == 1) {
+		z->ack_due = true;
+		send_ack(z);
+	}
+	return rc >= 0 && !z->ns.done;
+}
+
 /* Find the next payload: walk the held message, then receive the next. */
 static void fill(struct zp *z)
 {
 	while (!z->pl && z->ns.done == 0) {
-		if (z->has_msg) {
-			const unsigned char *pl;
-			size_t n;
-			int rc = nm_next(&z->ns, &z->cur, &pl, &n);
-			if (rc == 1) {
-				z->pl = pl;
-				z->pl_len = n;
-				z->pl_off = 0;
-				return;
-			}
-			zmq_msg_close(&z->msg);
-			z->has_msg = false;
-			if (z->ns.done == 1) {
-				z->ack_due = true;
-				send_ack(z);
-			}
-			if (rc < 0 || z->ns.done)
-				return;
-		}
+		if (!walk_held(z))
+			return;
 		zmq_msg_init(&z->msg);
 		if (zmq_msg_recv(&z->msg, z->sock, ZMQ_DONTWAIT) < 0) {
 			int e = errno;
 			zmq_msg_close(&z->msg);
-			z->sock_dry = e == EAGAIN;
 			if (e != EAGAIN) {
+				z->sock_dry = false;
 				reader_fail(z, -EIO, "receive failed");
 				return;
 			}
-			/* Nothing queued. The monitor's DISCONNECTED is sent after
-			 * every message of that connection was queued to us, and
-			 * the caller read the monitor before this recv (which
-			 * processes the queue's commands): a writer that left
-			 * without END is a reset now. */
-			if (z->peer_left) {
-				if (z->ns.preamble_done) {
-					reader_fail(z, -ECONNRESET,
-					            "the writer went away without closing the stream");
-				} else {
-					/* A zmq peer that sent nothing was no writer. */
-					z->peer_left = false;
-					z->handshaked = false;
-				}
-			}
+			found_nothing(z);
 			return;
 		}
-		z->has_msg = true;
-		z->sock_dry = false;
-		if (z->fanout && !z->ns.preamble_done &&
-		    (zmq_msg_size(&z->msg) < 4 || memcmp(zmq_msg_data(&z->msg), NF_MAGIC, 4) != 0)) {
-			reader_fail(z, -EPROTO, "joined the fan-out stream after it started (the "
-			            "writer's first byte goes to the readers=N it waited for)");
-			return;
-		}
-		if (zmq_msg_more(&z->msg)) {
-			reader_fail(z, -EPROTO, "a multipart message: the peer is not a Rift writer");
-			return;
-		}
-		nm_begin(&z->ns, &z->cur, zmq_msg_data(&z->msg), zmq_msg_size(&z->msg));
+		take_msg(z);
 	}
+}
+
+/* What a read would do now, as ready() says it. */
+static uint32_t reader_bits(const struct zp *z)
+{
+	if (z->pl)
+		return NP_IN;
+	return z->ns.done ? NP_IN | NP_HUP : 0;
+}
+
+/* NP_CTL_WAIT (docs/abi.md; docs/zmq.md, "Blocking reads"): a receive that
+ * blocks in libzmq, at most timeout_ms. A blocking zmq_recv sleeps in the
+ * poll() that a non-blocking one spends finding nothing before the loop's
+ * epoll_wait, and takes the next message without the poll() a receive
+ * after a wake-up costs: raw libzmq's own pattern. No loop runs meanwhile,
+ * so END's acknowledgement is retried here, and a wait that ends empty
+ * reads the monitor; a receive after that (the order found_nothing()
+ * needs) makes a departed writer -ECONNRESET at once. */
+static int reader_wait(struct zp *z, const struct np_wait *w)
+{
+	if (!w || w->struct_size < sizeof *w || w->events != NP_IN || z->mode != NP_READ)
+		return -ENOTTY;
+	if (w->timeout_ms < 0)
+		return -EINVAL;
+	send_ack(z);
+	if (!z->pl && !z->ns.done)
+		walk_held(z);
+	if (z->pl || z->ns.done)
+		return (int)reader_bits(z);
+	if (z->rcvtimeo != w->timeout_ms) {
+		int ms = w->timeout_ms;
+		if (zmq_setsockopt(z->sock, ZMQ_RCVTIMEO, &ms, sizeof ms) < 0)
+			return -ENOTTY;
+		z->rcvtimeo = ms;
+	}
+	zmq_msg_init(&z->msg);
+	if (zmq_msg_recv(&z->msg, z->sock, 0) < 0) {
+		int e = errno;
+		zmq_msg_close(&z->msg);
+		if (e == EAGAIN) {
+			z->sock_dry = true;
+			drain_monitor(z);
+			if (z->peer_left)
+				fill(z);
+			return (int)reader_bits(z);
+		}
+		z->sock_dry = false;
+		if (e != EINTR)
+			reader_fail(z, -EIO, "receive failed");
+		return (int)reader_bits(z);
+	}
+	take_msg(z);
+	if (!z->ns.done)
+		walk_held(z);
+	return (int)reader_bits(z);
 }
 
 static ssize_t zp_read(struct np_pipe *p, void *buf, size_t len)
@@ -1365,19 +1439,13 @@ static uint32_t zp_ready(struct np_pipe *p)
 	if (z->sock_dry && z->mon_dry && !z->pl && !z->has_msg && !z->ns.done &&
 	    !z->ack_due) {
 		fill(z);
-		if (z->pl)
-			return NP_IN;
-		if (z->ns.done)
-			return NP_IN | NP_HUP;
+		if (z->pl || z->ns.done)
+			return reader_bits(z);
 	}
 	drain_monitor(z);
 	send_ack(z);
 	fill(z);
-	if (z->pl)
-		return NP_IN;
-	if (z->ns.done)
-		return NP_IN | NP_HUP;
-	return 0;
+	return reader_bits(z);
 }
 
 /* Queue END (with the digest when etag): 0, -EAGAIN or -errno. */
@@ -1473,6 +1541,8 @@ static int zp_ctl(struct np_pipe *p, int op, void *arg)
 			return z->fail;
 		return z->has_pend && z->pend_is_data ? (int)zmq_msg_size(&z->pend) - NF_HDR : 0;
 	}
+	if (op == NP_CTL_WAIT)
+		return reader_wait(z, arg);
 	if (op == NP_CTL_FDS) {
 		int *fds = arg;
 		fds[0] = z->sfd;

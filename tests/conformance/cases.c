@@ -1133,6 +1133,384 @@ static int case_declared_caps(struct ctx *c)
 	return 0;
 }
 
+/* ---- section 6, NP_CTL_WAIT: the one op that may block ---- */
+
+struct wstat {
+	unsigned waits, zeros;  /* NP_CTL_WAIT calls, and how many returned 0 */
+	int64_t longest;        /* the longest one, ms */
+};
+
+static const char *wait_str(int rc)
+{
+	return rc < 0 ? kit_err(rc) : kit_bits((uint32_t)rc);
+}
+
+/* What section 6 lets NP_CTL_WAIT return: -ENOTTY, 0 or ready()'s reader
+ * bits. */
+static int wait_valid(int rc)
+{
+	return rc == -ENOTTY || (rc >= 0 && !((uint32_t)rc & ~(NP_IN | NP_HUP | NP_ERR)));
+}
+
+/* One try of a blocking read, as libnetpipe's netpipe_read makes it:
+ * NP_CTL_WAIT for NP_IN (at most tmo ms), then the read, whatever the wait
+ * said. The wait must return what section 6 allows, not -ENOTTY from a
+ * reader that could wait before, and after NP_IN the read must not be
+ * -EAGAIN. *out gets the read's result. */
+static int wait_read(struct ctx *c, struct pump *pm, int32_t tmo, const char *phase,
+                     struct wstat *st, ssize_t *out)
+{
+	int64_t took;
+	int b = kp_wait(pm->r, NP_IN, tmo, &took);
+	st->waits++;
+	if (took > st->longest)
+		st->longest = took;
+	CHECK(b != -ENOTTY, "ctl(NP_CTL_WAIT, NP_IN, timeout_ms %d) on the reader returned "
+	      "-ENOTTY %s, at byte %llu, although it waited before: -ENOTTY says the pipe "
+	      "cannot wait (a writer, other events, a plugin without it), which does not "
+	      "change while it is open (section 6)", (int)tmo, phase, ull(pm->got));
+	CHECK(wait_valid(b), "ctl(NP_CTL_WAIT, NP_IN, timeout_ms %d) on the reader returned %s "
+	      "%s, at byte %llu: section 6 allows only NP_IN (maybe with NP_HUP/NP_ERR), 0 "
+	      "or -ENOTTY", (int)tmo, wait_str(b), phase, ull(pm->got));
+	if (b == 0)
+		st->zeros++;
+	ssize_t n = kp_read(pm->r, pm->rbuf, pump_rlen(pm));
+	CHECK(n != -EAGAIN || !(b & NP_IN), "ctl(NP_CTL_WAIT, NP_IN, timeout_ms %d) on the "
+	      "reader returned %s after %lld ms %s, at byte %llu, but the read right after it "
+	      "returned -EAGAIN: NP_IN must mean a read returns data, EOF or an error now "
+	      "(section 6)", (int)tmo, wait_str(b), (long long)took, phase, ull(pm->got));
+	*out = n;
+	return 0;
+}
+
+/* After the stream ended (in 0, or in the error err): a read progresses
+ * at once, so NP_CTL_WAIT must say NP_IN at once, and the read after it
+ * say the same again (rules 3 and 5: EOF repeats, errors are sticky). */
+static int wait_at_end(struct ctx *c, struct kp *r, ssize_t err, const char *what)
+{
+	uint8_t buf[4096];
+	for (int i = 0; i < 3; i++) {
+		int64_t took;
+		int b = kp_wait(r, NP_IN, 2000, &took);
+		CHECK(wait_valid(b) && (b & NP_IN), "after %s, ctl(NP_CTL_WAIT, NP_IN, timeout_ms "
+		      "2000) on the reader returned %s after %lld ms: a read returns %s at once, "
+		      "so it must say NP_IN (section 6)", what, wait_str(b), (long long)took,
+		      err ? kit_err(err) : "0");
+		CHECK(took < 2000, "after %s, ctl(NP_CTL_WAIT, NP_IN, timeout_ms 2000) on the "
+		      "reader said %s only after %lld ms: it must return at once when the read "
+		      "would progress (section 6), and a read returns %s now", what, wait_str(b),
+		      (long long)took, err ? kit_err(err) : "0");
+		ssize_t n = kp_read(r, buf, sizeof buf);
+		CHECK(n == err, "after %s, the read after NP_CTL_WAIT (which said %s) returned %s%s: "
+		      "%s", what, wait_str(b), kit_err(n), kit_why(r), err ? "an error is sticky "
+		      "(rule 5): every later read returns it again" : "rule 3 says 0 again and "
+		      "again");
+	}
+	return 0;
+}
+
+/* A writer in this process, the loop turned without blocking between two
+ * waits (as libnetpipe does): a connected writer that wrote nothing gives
+ * empty waits; then 256 KiB arrive in order through wait+read, EOF
+ * follows the writer's clean close, and a wait after EOF says NP_IN. */
+static int wait_local(struct ctx *c, struct kp *r, struct kp *w, struct wstat *st,
+                      int64_t *empty_ms)
+{
+	/* Connected: a writer's ready() says NP_OUT only once a reader is
+	 * there (rule 1). */
+	while (!((w->rdy = kp_ready(w)) & NP_OUT)) {
+		CHECK(kit_now() < c->deadline, "the writer's ready() did not say NP_OUT within "
+		      "%lld ms of opening both ends (it said %s): it never connected to the "
+		      "reader (rule 7)", (long long)c->o->timeout_ms, kit_bits(w->rdy));
+		kit_poll(c->k, left_ms(c) < 50 ? left_ms(c) : 50);
+	}
+	int bw = kp_wait(w, NP_IN, 0, NULL);
+	CHECK(wait_valid(bw), "ctl(NP_CTL_WAIT, NP_IN, timeout_ms 0) on a connected writer "
+	      "returned %s: a writer cannot wait for a read, so -ENOTTY (section 6)",
+	      wait_str(bw));
+	uint8_t buf[4096];
+	*empty_ms = 0;
+	for (int i = 0; i < 3; i++) {
+		int64_t took;
+		kit_poll(c->k, 0);
+		int b = kp_wait(r, NP_IN, 50, &took);
+		CHECK(wait_valid(b) && b != -ENOTTY, "ctl(NP_CTL_WAIT, NP_IN, timeout_ms 50) on "
+		      "the reader returned %s with a connected writer that wrote nothing: section "
+		      "6 allows only NP_IN (maybe with NP_HUP/NP_ERR) or 0, and -ENOTTY only from "
+		      "a pipe that cannot wait (this one waited before)", wait_str(b));
+		ssize_t n = kp_read(r, buf, sizeof buf);
+		CHECK(n == -EAGAIN, "read returned %s%s with a connected writer that wrote nothing "
+		      "(after NP_CTL_WAIT said %s): rule 2 says -EAGAIN until a writer has "
+		      "submitted data", kit_err(n), kit_why(r), wait_str(b));
+		CHECK(b == 0, "ctl(NP_CTL_WAIT, NP_IN, timeout_ms 50) on the reader returned %s "
+		      "after %lld ms with a connected writer that wrote nothing, and the read "
+		      "right after it returned -EAGAIN: nothing is there to read, so it must "
+		      "return 0 (section 6)", wait_str(b), (long long)took);
+		if (took > *empty_ms)
+			*empty_ms = took;
+	}
+	struct pump pm;
+	pump_init(&pm, w, r, 12, 256 * KiB);
+	int rc = 0, lastb = 0;
+	int64_t last = kit_now();
+	const char *phase = "while the writer in this process writes";
+	while (!pm.eof || !pm.wclosed) {
+		int progress = 0;
+		if (pm.wrote < pm.total) {
+			if (pm.wrote == pm.coff + pm.clen) {
+				pm.coff = pm.wrote;
+				pm.clen = kit_vary(&pm.wrng, pm.wmax);
+				if (pm.clen > pm.total - pm.wrote)
+					pm.clen = (size_t)(pm.total - pm.wrote);
+				kit_stream(pm.seed, pm.coff, pm.wbuf, pm.clen);
+			}
+			size_t off = (size_t)(pm.wrote - pm.coff);
+			ssize_t n = kp_write(w, pm.wbuf + off, pm.clen - off);
+			if (n > 0) {
+				pm.wrote += (uint64_t)n;
+				progress = 1;
+			} else if (n != -EAGAIN) {
+				rc = failf(c, "write at byte %llu of %llu returned %s%s", ull(pm.wrote),
+				           ull(pm.total), kit_err(n), kit_why(w));
+				goto out;
+			}
+		} else if (!pm.wclosed) {
+			int crc = kp_close(w, 0);
+			if (crc != -EAGAIN) {
+				pm.wclosed = progress = 1;
+				if (crc != 0) {
+					rc = failf(c, "the writer's clean close returned %s after all %llu "
+					           "bytes were written", kit_err(crc), ull(pm.total));
+					goto out;
+				}
+			}
+		}
+		/* libnetpipe runs its loop, without blocking, between two waits. */
+		kit_poll(c->k, 0);
+		if (!pm.eof) {
+			ssize_t n;
+			if ((rc = wait_read(c, &pm, 100, phase, st, &n)))
+				goto out;
+			lastb = (int)n;
+			if (n > 0) {
+				if ((rc = pump_take(c, &pm, (size_t)n)))
+					goto out;
+				progress = 1;
+			} else if (n == 0) {
+				if (pm.got < pm.total) {
+					rc = failf(c, "read after NP_CTL_WAIT returned 0 (EOF) after %llu of "
+					           "the %llu bytes written: bytes were lost (rules 3, 6)",
+					           ull(pm.got), ull(pm.total));
+					goto out;
+				}
+				pm.eof = progress = 1;
+			} else if (n != -EAGAIN) {
+				rc = failf(c, "read after NP_CTL_WAIT at byte %llu of %llu returned %s%s",
+				           ull(pm.got), ull(pm.total), kit_err(n), kit_why(r));
+				goto out;
+			}
+		}
+		int64_t now = kit_now();
+		if (progress)
+			last = now;
+		if (now >= c->deadline) {
+			rc = failf(c, "no progress for %lld ms with a reader that waits "
+			           "(NP_CTL_WAIT, 100 ms) and reads, the loop turned between two "
+			           "waits: wrote %llu of %llu, read %llu%s, last read %s; writer "
+			           "ready()=%s. %s", (long long)(now - last), ull(pm.wrote),
+			           ull(pm.total), ull(pm.got), pm.wrote < pm.total ? "" : pm.wclosed ?
+			           " (the writer's clean close returned 0)" : " (the writer's clean "
+			           "close kept returning -EAGAIN)", pm.eof ? "0 (EOF)" : kit_err(lastb),
+			           w->live ? kit_bits(kp_ready(w)) : "(closed)", pm.eof ? "The reader "
+			           "had EOF: the writer's clean close must complete once the reader "
+			           "has the stream, also when that reader only waits and reads" :
+			           "NP_CTL_WAIT must return NP_IN once data or the end arrived, and "
+			           "the read then take it");
+			goto out;
+		}
+		/* At EOF only the writer's close is left: wait for its events. */
+		if (pm.eof && !progress)
+			kit_poll(c->k, left_ms(c));
+	}
+	if ((rc = wait_at_end(c, r, 0, "EOF")) || (rc = close_reader(c, r)))
+		goto out;
+out:
+	pump_free(&pm);
+	return rc;
+}
+
+/* A writer in another process, and a reader that only ever calls
+ * NP_CTL_WAIT and read: never ready(), never the loop, so the plugin
+ * looks after its peer by itself. The writer either closes cleanly after
+ * 512 KiB (EOF must come, then NP_IN again), or is SIGKILLed mid-stream
+ * (a correct prefix, then -ECONNRESET or -EIO within 10 s, never 0). */
+static int wait_remote(struct ctx *c, int killed, struct wstat *st, char *res, size_t reslen)
+{
+	char *addr = kit_address(c->k);
+	uint64_t seed = killed ? 64 : 63;
+	uint64_t n = killed ? (1ull << 40) : 512 * KiB;
+	const char *phase = killed ? "with a writer process killed mid-stream, no loop" :
+	                    "with a writer process that closes cleanly, no loop";
+	struct kp *r = open_pipe(c, "reader", NP_READ, addr, 0);
+	if (!r)
+		return -1;
+	struct child *ch = start_writer(c, addr, n, seed, killed);
+	if (!ch)
+		return -1;
+	struct pump pm;
+	pump_init(&pm, NULL, r, seed, n);
+	pm.ch = ch;
+	int rc = 0;
+	int64_t last = kit_now(), t0 = 0;
+	unsigned w0 = 0;
+	ssize_t k;
+	for (;;) {
+		if (killed && !t0 && pm.got >= 256 * KiB) {
+			child_kill(c, ch);
+			t0 = kit_now();
+			w0 = st->waits;
+		}
+		if ((rc = wait_read(c, &pm, 100, phase, st, &k)))
+			goto out;
+		int64_t now = kit_now();
+		if (k > 0) {
+			if ((rc = pump_take(c, &pm, (size_t)k)))
+				goto out;
+			last = now;
+			continue;
+		}
+		if (k == 0 && t0) {
+			rc = failf(c, "read returned 0 (EOF) after the writer was SIGKILLed mid-stream "
+			           "(%llu bytes read), the reader only waiting (NP_CTL_WAIT) and "
+			           "reading: rule 5 says a writer that dies without closing is not EOF; "
+			           "the reader must get -ECONNRESET or -EIO", ull(pm.got));
+			goto out;
+		}
+		if (k == 0) {
+			if (killed || pm.got < n) {
+				rc = failf(c, "read after NP_CTL_WAIT returned 0 (EOF) after %llu of the "
+				           "%llu bytes written, %s: bytes were lost, or EOF came before "
+				           "a clean close (rules 3, 6)%s", ull(pm.got), ull(n), phase,
+				           child_state(ch));
+				goto out;
+			}
+			break;
+		}
+		if ((k == -ECONNRESET || k == -EIO) && t0)
+			break;
+		if (k != -EAGAIN) {
+			rc = failf(c, "read after NP_CTL_WAIT at byte %llu returned %s%s, %s%s",
+			           ull(pm.got), kit_err(k), kit_why(r), t0 ? "after the writer was "
+			           "SIGKILLed mid-stream: rule 5 expects -ECONNRESET or -EIO" : phase,
+			           t0 ? "" : child_state(ch));
+			goto out;
+		}
+		if (t0) {
+			int64_t end = t0 + 10000 < c->deadline ? t0 + 10000 : c->deadline;
+			if (now >= end) {
+				rc = failf(c, "the reader's NP_CTL_WAIT then read kept ending in -EAGAIN "
+				           "for %lld ms (%u waits) after the writer was SIGKILLed "
+				           "mid-stream, %llu bytes read: a reader that waits with "
+				           "NP_CTL_WAIT gets no loop, so the plugin must notice the lost "
+				           "writer inside it, and the read after it fail with -ECONNRESET "
+				           "or -EIO (section 6, rule 5)", (long long)(now - t0),
+				           st->waits - w0, ull(pm.got));
+				goto out;
+			}
+			continue;
+		}
+		child_poll(c, ch);
+		if (ch->error[0]) {
+			rc = failf(c, "the writer process failed: %s", ch->error);
+			goto out;
+		}
+		if (now >= c->deadline) {
+			rc = failf(c, "no progress for %lld ms with a reader that only waits "
+			           "(NP_CTL_WAIT, 100 ms) and reads, no loop and no ready(): read "
+			           "%llu of %llu%s. NP_CTL_WAIT must return NP_IN once data or the end "
+			           "arrived, without the loop (section 6)", (long long)(now - last),
+			           ull(pm.got), ull(n), child_state(ch));
+			goto out;
+		}
+	}
+	if (killed) {
+		if ((rc = wait_at_end(c, r, k, "the writer was SIGKILLed and the read failed")))
+			goto out;
+		snprintf(res, reslen, "%s %lld ms after the kill, at byte %llu", kit_err(k),
+		         (long long)(kit_now() - t0), ull(pm.got));
+		kp_abort(r);
+		goto out;
+	}
+	if ((rc = wait_at_end(c, r, 0, "EOF")) || (rc = close_reader(c, r)))
+		goto out;
+	int cst = child_end(c, ch);
+	if (ch->error[0])
+		rc = failf(c, "the writer process failed: %s", ch->error);
+	else if (!ch->closed_seen || ch->closed_rc != 0 || !WIFEXITED(cst) ||
+	         WEXITSTATUS(cst) != 0)
+		rc = failf(c, "the writer process ended with %s%s%s after the reader read its "
+		           "%llu bytes and EOF with NP_CTL_WAIT and read only", kit_status(cst),
+		           ch->closed_seen ? ", its clean close returned " : " without reporting "
+		           "a clean close", ch->closed_seen ? kit_err(ch->closed_rc) : "", ull(n));
+out:
+	pump_free(&pm);
+	child_kill(c, ch);
+	return rc;
+}
+
+/* Section 6, NP_CTL_WAIT: a reader that can wait (one that does not answers
+ * -ENOTTY) waits at most timeout_ms, says NP_IN only when a read would
+ * progress, delivers the stream whole through wait+read, says NP_IN at
+ * once after the end, and notices a killed writer with no loop running. */
+static int case_ctl_wait(struct ctx *c)
+{
+	char *addr = kit_address(c->k);
+	uint8_t buf[4096];
+	int64_t took;
+	struct kp *r = open_pipe(c, "reader", NP_READ, addr, 0);
+	if (!r)
+		return -1;
+	int b = kp_wait(r, NP_IN, 0, &took);
+	CHECK(wait_valid(b), "ctl(NP_CTL_WAIT, NP_IN, timeout_ms 0) on a reader returned %s: "
+	      "section 6 allows only NP_IN (maybe with NP_HUP/NP_ERR), 0, or -ENOTTY from a "
+	      "pipe that cannot wait", wait_str(b));
+	ssize_t n = kp_read(r, buf, sizeof buf);
+	CHECK(n == -EAGAIN, "read before any writer existed returned %s%s (NP_CTL_WAIT said "
+	      "%s): rule 2 says -EAGAIN", kit_err(n), kit_why(r), wait_str(b));
+	CHECK(b <= 0, "ctl(NP_CTL_WAIT, NP_IN, timeout_ms 0) on a reader returned %s before "
+	      "any writer existed, and the read right after it returned -EAGAIN: nothing is "
+	      "there to read yet, so it must return 0", wait_str(b));
+	struct kp *w = open_pipe(c, "writer", NP_WRITE, addr, 0);
+	if (!w)
+		return -1;
+	int bw = kp_wait(w, NP_IN, 0, &took);
+	CHECK(wait_valid(bw), "ctl(NP_CTL_WAIT, NP_IN, timeout_ms 0) on a writer returned %s: "
+	      "a writer cannot wait for a read, so -ENOTTY (section 6)", wait_str(bw));
+	if (b == -ENOTTY) {
+		kp_abort(w);
+		kp_abort(r);
+		infof(c, "the plugin does not offer NP_CTL_WAIT (a reader answers -ENOTTY, a "
+		      "writer %s): blocking reads wait on the loop", wait_str(bw));
+		return 0;
+	}
+	int bo = kp_wait(r, NP_OUT, 0, &took);
+	CHECK(wait_valid(bo), "ctl(NP_CTL_WAIT, NP_OUT, timeout_ms 0) on a reader returned %s: "
+	      "only NP_IN can be waited for, so -ENOTTY (section 6)", wait_str(bo));
+	struct wstat sl = { 0 }, sc = { 0 }, sk = { 0 };
+	int64_t empty_ms = 0;
+	char killed[160] = "";
+	if (wait_local(c, r, w, &sl, &empty_ms) || wait_remote(c, 0, &sc, NULL, 0) ||
+	    wait_remote(c, 1, &sk, killed, sizeof killed))
+		return -1;
+	int64_t longest = sl.longest > sc.longest ? sl.longest : sc.longest;
+	infof(c, "writer %s; empty 50 ms waits took up to %lld ms; with the loop: 256 KiB and "
+	      "EOF in %u waits (%u said 0); no loop: 512 KiB and EOF in %u waits (%u said 0), "
+	      "killed writer: %s; longest wait %lld ms", wait_str(bw), (long long)empty_ms,
+	      sl.waits, sl.zeros, sc.waits, sc.zeros, killed,
+	      (long long)(longest > sk.longest ? longest : sk.longest));
+	return 0;
+}
+
 const struct kit_case kit_cases[] = {
 	{ "plugin_entry", "section 3",
 	  "the entry point, header fields, required ops and init", case_plugin_entry },
@@ -1168,6 +1546,9 @@ const struct kit_case kit_cases[] = {
 	{ "declared_caps", "rule 8",
 	  "declared capabilities hold (ops present, message boundaries kept)",
 	  case_declared_caps },
+	{ "ctl_wait", "section 6, NP_CTL_WAIT",
+	  "a reader's blocking wait is bounded, truthful, and sees EOF and a killed writer",
+	  case_ctl_wait },
 };
 const int kit_ncases = sizeof kit_cases / sizeof kit_cases[0];
 
@@ -1195,6 +1576,7 @@ int kit_run_case(const struct kit_case *kc, struct kit_opts *o)
 		kit_unload(&k);
 		return KIT_FAIL;
 	}
+	k.case_name = kc->name;
 	c.deadline = kit_now() + o->timeout_ms;
 	kc->fn(&c);
 	for (int i = 0; i < c.nkids; i++)

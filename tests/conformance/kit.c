@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -757,11 +758,72 @@ uint32_t kp_ready(struct kp *p)
 int kp_ctl(struct kp *p, int op, void *arg)
 {
 	struct opclk c;
+	if (op == NP_CTL_WAIT) {
+		/* It may block: timing it as an op that must return at once
+		 * would be wrong. */
+		kit_violation(p->kit, "internal: NP_CTL_WAIT must go through kp_wait()");
+		return -ENOTTY;
+	}
 	if (!p->kit->pl->ctl)
 		return -ENOTTY;
 	op_begin(&c);
 	int rc = p->kit->pl->ctl(&p->np, op, arg);
 	op_end(p, "ctl", &c);
+	return rc;
+}
+
+/* The watchdog of kp_wait: its line is made before the call, so the
+ * handler only writes it and exits (both async-signal-safe). */
+static char wd_line[2 * KIT_MSG];
+static size_t wd_len;
+
+static void wd_fire(int sig)
+{
+	(void)sig;
+	ssize_t n = write(STDOUT_FILENO, wd_line, wd_len);
+	(void)n;
+	_exit(KIT_FAIL);
+}
+
+int kp_wait(struct kp *p, uint32_t events, int32_t timeout_ms, int64_t *took_ms)
+{
+	struct kit *k = p->kit;
+	struct np_wait w = {
+		.struct_size = sizeof w, .events = events, .timeout_ms = timeout_ms,
+	};
+	int64_t bound = (int64_t)timeout_ms + KIT_WAIT_SLACK_MS;
+	if (took_ms)
+		*took_ms = 0;
+	if (!k->pl->ctl)
+		return -ENOTTY;
+	int n = snprintf(wd_line, sizeof wd_line, "FAIL %s: ctl(NP_CTL_WAIT, %s%s, "
+	                 "timeout_ms %d) on the %s had not returned after %lld ms: it may "
+	                 "block at most timeout_ms (docs/abi.md, section 6), and the plugin "
+	                 "gets no loop meanwhile%s%s\n", k->case_name ? k->case_name : "case",
+	                 events == NP_IN || events == NP_OUT ? "NP_" : "events ",
+	                 kit_bits(events), (int)timeout_ms, p->label, (long long)bound,
+	                 k->nviolations ? "; before that: " : "",
+	                 k->nviolations ? k->violation : "");
+	wd_len = n < 0 ? 0 : (size_t)n < sizeof wd_line ? (size_t)n : sizeof wd_line - 1;
+	if (wd_len && wd_line[wd_len - 1] != '\n')
+		wd_line[wd_len - 1] = '\n';
+	struct sigaction sa = { .sa_handler = wd_fire };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = { .it_value = { .tv_sec = bound / 1000,
+	                                      .tv_usec = (bound % 1000) * 1000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+	int64_t t0 = now_us();
+	int rc = k->pl->ctl(&p->np, NP_CTL_WAIT, &w);
+	int64_t us = now_us() - t0;
+	struct itimerval off = { 0 };
+	setitimer(ITIMER_REAL, &off, NULL);
+	if (took_ms)
+		*took_ms = us / 1000;
+	if (us / 1000 > bound) /* the watchdog could not be armed */
+		kit_violation(k, "ctl(NP_CTL_WAIT, timeout_ms %d) on the %s took %lld ms: it may "
+		              "block at most timeout_ms (docs/abi.md, section 6)", (int)timeout_ms,
+		              p->label, (long long)(us / 1000));
 	return rc;
 }
 

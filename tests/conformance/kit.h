@@ -88,6 +88,7 @@ struct kit {
 	char *addrs[32];        /* what kit_address returned, freed at unload */
 	int naddrs;
 	int64_t start_ms;
+	const char *case_name;  /* for the watchdog's FAIL line, or NULL */
 };
 
 /* The kit's monotonic clock, in milliseconds. */
@@ -132,6 +133,19 @@ ssize_t kp_write(struct kp *p, const void *buf, size_t len);
 uint32_t kp_ready(struct kp *p);
 int kp_ctl(struct kp *p, int op, void *arg);
 const char *kp_last_error(struct kp *p);
+
+/* How much longer than its timeout_ms NP_CTL_WAIT may take before the kit
+ * calls it a hang (generous: this is no timing assertion). */
+#define KIT_WAIT_SLACK_MS 5000
+
+/* ctl(p, NP_CTL_WAIT) with events and timeout_ms, the one op that may
+ * block (docs/abi.md, section 6), so it is not held to --op-limit-ms (and
+ * kp_ctl refuses that op). A watchdog bounds it instead: if it has not
+ * returned KIT_WAIT_SLACK_MS after its timeout, the case process prints
+ * "FAIL <case>: ..." and exits KIT_FAIL. *took_ms (may be NULL) gets how
+ * long it took. Returns what ctl returned (-ENOTTY when ctl is NULL);
+ * judging it is the caller's job. */
+int kp_wait(struct kp *p, uint32_t events, int32_t timeout_ms, int64_t *took_ms);
 
 /* Close cleanly: call close(p, 0) until it stops returning -EAGAIN,
  * polling the loop between calls (as the broker does), and reading from

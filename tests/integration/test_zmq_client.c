@@ -1,9 +1,11 @@
 /*
- * test_zmq_client.c - libnetpipe over the zmq transport, no broker. What
- * a user relies on: the bytes arrive whole, a writer that dies is a reset
- * (never EOF) whether the reader was busy or idle when it died, and a
- * read timeout ends the wait. The ends are np-copy processes over ipc in
- * the test's own directory; the timeout case runs in this process.
+ * test_zmq_client.c - libnetpipe over the zmq transport, no broker, where
+ * a blocking read waits inside libzmq (NP_CTL_WAIT, docs/abi.md) and no
+ * loop runs meanwhile. What a user relies on: the bytes arrive whole, a
+ * writer that dies is a reset (never EOF) whether the reader was busy or
+ * idle when it died, and a read timeout ends the wait. The ends are
+ * np-copy processes over ipc in the test's own directory; the timeout
+ * case runs in this process.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,8 +43,8 @@ START_TEST(zmq_client_busy_reader_sees_reset_when_writer_is_killed)
 END_TEST
 
 /* The writer's input is a FIFO this test holds open: it sends the first
- * KiB and then waits for more, so the reader is blocked with nothing
- * coming when the writer dies. */
+ * KiB and then waits for more, so the reader is blocked inside libzmq,
+ * with nothing coming, when the writer dies. */
 START_TEST(zmq_client_idle_reader_sees_reset_when_writer_is_killed)
 {
 	it_mkfifo("feed.fifo");
