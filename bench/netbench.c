@@ -44,6 +44,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -102,6 +103,7 @@ static struct {
 	bool quick;
 	bool no_raw, no_rift;     /* --side: profile one side alone */
 	bool malloc_default;      /* glibc's malloc settings, not the broker's */
+	int cpu;                  /* --cpu: every process on this CPU, or -1 */
 	int heap;                 /* what hp_tune did (HP_* bits), 0 if not run */
 	unsigned rows;            /* bit i: row i+1 */
 	unsigned libs;            /* bit ZMQ, bit NNG */
@@ -931,6 +933,9 @@ static void print_header(void)
 	       : opt.heap & (HP_USER_TRIM | HP_USER_MMAP) ? "the user's settings kept (GLIBC_TUNABLES, MALLOC_*_), "
 	       "the broker's for the rest, both sides (broker/heap.h)"
 	       : "the C library's own: it refused the broker's (broker/heap.h)");
+	if (opt.cpu >= 0)
+		printf("cpu: every process of both sides on CPU %d (--cpu): no cross-CPU "
+		       "wake-ups in the figures\n", opt.cpu);
 	printf("build %s; every figure is the median of %d run%s, %s (row 3: %ld round trips "
 	       "after %ld); MB/s = 10^6 bytes/s\n\n", RIFT_BENCH_BUILDTYPE, opt.runs,
 	       opt.runs == 1 ? "" : "s", mode, opt.round_trips, opt.warmup);
@@ -1064,6 +1069,9 @@ static void usage(FILE *f)
 	      "                       rows then show - for the other)\n"
 	      "  -M, --malloc-default glibc's malloc settings on both sides, not the\n"
 	      "                       broker's (broker/heap.h)\n"
+	      "  -C, --cpu N          run every process of both sides on CPU N: the\n"
+	      "                       round trip without cross-CPU wake-ups, whose\n"
+	      "                       cost swamps it on a small VM (bench/README.md)\n"
 	      "  -v, --verbose        every run's figure on stderr\n"
 	      "  -h, --help\n", f);
 }
@@ -1157,6 +1165,7 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, 0, 't'},
 		{"side", required_argument, 0, 'S'},
 		{"malloc-default", no_argument, 0, 'M'},
+		{"cpu", required_argument, 0, 'C'},
 		{"verbose", no_argument, 0, 'v'},
 		{"help", no_argument, 0, 'h'},
 		{0, 0, 0, 0},
@@ -1168,7 +1177,8 @@ int main(int argc, char **argv)
 	uint64_t bytes = 0;
 	opt.rows = ROW_ALL;
 	opt.libs = (1u << ZMQ) | (1u << NNG);
-	while ((c = getopt_long(argc, argv, "qs:b:n:r:T:N:P:t:S:Mvh", longs, NULL)) != -1) {
+	opt.cpu = -1;
+	while ((c = getopt_long(argc, argv, "qs:b:n:r:T:N:P:t:S:MC:vh", longs, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'q': opt.quick = true; break;
@@ -1230,6 +1240,16 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'M': opt.malloc_default = true; break;
+		case 'C': {
+			char *end;
+			long c = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end || c < 0 || c >= CPU_SETSIZE) {
+				warnx("--cpu wants a CPU number, not '%s'", optarg);
+				return 2;
+			}
+			opt.cpu = (int)c;
+			break;
+		}
 		case 'v': opt.verbose++; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -1259,6 +1279,15 @@ int main(int argc, char **argv)
 		return 2;
 	if (!opt.malloc_default)
 		opt.heap = hp_tune(); /* the children inherit it */
+	if (opt.cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(opt.cpu, &set);
+		if (sched_setaffinity(0, sizeof set, &set) < 0) { /* inherited too */
+			warnx("--cpu %d: %s", opt.cpu, strerror(errno));
+			return 2;
+		}
+	}
 	bp_child_alarm = (unsigned)(opt.timeout + START_TIMEOUT) + 10;
 	struct sigaction sa = {.sa_handler = bp_on_signal};
 	sigemptyset(&sa.sa_mask);
