@@ -352,23 +352,33 @@ static int pump_done(struct pump *pm)
 
 /* Write and read until done, retrying every op after each turn of the
  * loop (lenient: case nonblocking_contract is the strict one). */
+/* One write of the pump's stream: the rest of the current chunk (a new
+ * chunk, of varying size, when that one is done). Advances pm->wrote and
+ * returns what the write returned. */
+static ssize_t pump_write(struct pump *pm)
+{
+	if (pm->wrote == pm->coff + pm->clen) {
+		pm->coff = pm->wrote;
+		pm->clen = pm->wfixed ? pm->wfixed : kit_vary(&pm->wrng, pm->wmax);
+		if (pm->clen > pm->total - pm->wrote)
+			pm->clen = (size_t)(pm->total - pm->wrote);
+		kit_stream(pm->seed, pm->coff, pm->wbuf, pm->clen);
+	}
+	size_t off = (size_t)(pm->wrote - pm->coff);
+	ssize_t n = kp_write(pm->w, pm->wbuf + off, pm->clen - off);
+	if (n > 0)
+		pm->wrote += (uint64_t)n;
+	return n;
+}
+
 static int pump_run(struct ctx *c, struct pump *pm)
 {
 	int64_t last = kit_now();
 	for (;;) {
 		int progress = 0;
 		if (pm->w && pm->wrote < pm->total) {
-			if (pm->wrote == pm->coff + pm->clen) {
-				pm->coff = pm->wrote;
-				pm->clen = pm->wfixed ? pm->wfixed : kit_vary(&pm->wrng, pm->wmax);
-				if (pm->clen > pm->total - pm->wrote)
-					pm->clen = (size_t)(pm->total - pm->wrote);
-				kit_stream(pm->seed, pm->coff, pm->wbuf, pm->clen);
-			}
-			size_t off = (size_t)(pm->wrote - pm->coff);
-			ssize_t n = kp_write(pm->w, pm->wbuf + off, pm->clen - off);
+			ssize_t n = pump_write(pm);
 			if (n > 0) {
-				pm->wrote += (uint64_t)n;
 				progress = 1;
 			} else if (n != -EAGAIN) {
 				return failf(c, "write at byte %llu of %llu returned %s%s",
@@ -867,17 +877,8 @@ static int case_nonblocking_contract(struct ctx *c)
 			w->fresh = 0;
 			int first = 1;
 			while ((b & (NP_OUT | NP_ERR | NP_HUP)) && pm.wrote < pm.total) {
-				if (pm.wrote == pm.coff + pm.clen) {
-					pm.coff = pm.wrote;
-					pm.clen = kit_vary(&pm.wrng, pm.wmax);
-					if (pm.clen > pm.total - pm.wrote)
-						pm.clen = (size_t)(pm.total - pm.wrote);
-					kit_stream(pm.seed, pm.coff, pm.wbuf, pm.clen);
-				}
-				size_t off = (size_t)(pm.wrote - pm.coff);
-				ssize_t n = kp_write(w, pm.wbuf + off, pm.clen - off);
+				ssize_t n = pump_write(&pm);
 				if (n > 0) {
-					pm.wrote += (uint64_t)n;
 					acted = 1;
 					first = 0;
 					continue;
@@ -1257,17 +1258,8 @@ static int wait_local(struct ctx *c, struct kp *r, struct kp *w, struct wstat *s
 	while (!pm.eof || !pm.wclosed) {
 		int progress = 0;
 		if (pm.wrote < pm.total) {
-			if (pm.wrote == pm.coff + pm.clen) {
-				pm.coff = pm.wrote;
-				pm.clen = kit_vary(&pm.wrng, pm.wmax);
-				if (pm.clen > pm.total - pm.wrote)
-					pm.clen = (size_t)(pm.total - pm.wrote);
-				kit_stream(pm.seed, pm.coff, pm.wbuf, pm.clen);
-			}
-			size_t off = (size_t)(pm.wrote - pm.coff);
-			ssize_t n = kp_write(w, pm.wbuf + off, pm.clen - off);
+			ssize_t n = pump_write(&pm);
 			if (n > 0) {
-				pm.wrote += (uint64_t)n;
 				progress = 1;
 			} else if (n != -EAGAIN) {
 				rc = failf(c, "write at byte %llu of %llu returned %s%s", ull(pm.wrote),
