@@ -785,13 +785,9 @@ next_fiber:
 	jmp_lt: {
 		struct vm_value x = RB[ip->a], y = RB[ip->d];
 		if (x.tag == VT_INT && y.tag == VT_INT) {
-			if (x.u.i < y.u.i) {
-				pc = ip->t;
-				if (budget-- == 0)
-					goto preempt;
-			} else {
-				pc++;
-			}
+			if (x.u.i < y.u.i)
+				goto jmp;
+			pc++;
 			DISPATCH();
 		}
 		goto slow;
@@ -799,13 +795,9 @@ next_fiber:
 	jmp_le: {
 		struct vm_value x = RB[ip->a], y = RB[ip->d];
 		if (x.tag == VT_INT && y.tag == VT_INT) {
-			if (x.u.i <= y.u.i) {
-				pc = ip->t;
-				if (budget-- == 0)
-					goto preempt;
-			} else {
-				pc++;
-			}
+			if (x.u.i <= y.u.i)
+				goto jmp;
+			pc++;
 			DISPATCH();
 		}
 		goto slow;
@@ -815,13 +807,9 @@ next_fiber:
 		if (x->tag == VT_INT && y.tag == VT_INT) {
 			int64_t n = (int64_t)((uint64_t)x->u.i + (uint64_t)(int64_t)ip->imm);
 			x->u.i = n;
-			if (n < y.u.i) {
-				pc = ip->t;
-				if (budget-- == 0)
-					goto preempt;
-			} else {
-				pc += 2;
-			}
+			if (n < y.u.i)
+				goto jmp; /* ip->t is the loop's head */
+			pc += 2;
 			DISPATCH();
 		}
 		/* Not ints: run the two instructions as written. */
