@@ -4,6 +4,7 @@
 #include "libnetpipe.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,9 +180,9 @@ static int64_t loop_served;
  * before every try of the read, so a plugin answers at once when the read
  * would progress. The program's other pipes get the loop, without
  * blocking, at least every WAIT_SLICE_MS: their events, timers and
- * flushes wait no longer than that. The plugin's answer does not matter:
- * the read is tried next either way. */
-static void wait_inside(netpipe_t *np, int64_t *untilp)
+ * flushes wait no longer than that. Whatever the plugin answers, the read
+ * is tried next; false when it cannot wait so (-ENOTTY, remembered). */
+static bool wait_inside(netpipe_t *np, int64_t *untilp)
 {
 	int64_t now = ev_now_ms();
 	if (*untilp == DEADLINE_UNSET)
@@ -194,8 +195,10 @@ static void wait_inside(netpipe_t *np, int64_t *untilp)
 	if (*untilp >= 0 && *untilp - now < ms)
 		ms = *untilp > now ? *untilp - now : 0;
 	struct np_wait w = { sizeof w, NP_IN, (int32_t)ms, 0 };
-	if (pp_ctl(np->pipe, NP_CTL_WAIT, &w) == -ENOTTY)
-		np->no_wait = 1;
+	if (pp_ctl(np->pipe, NP_CTL_WAIT, &w) != -ENOTTY)
+		return true;
+	np->no_wait = 1;
+	return false;
 }
 
 static int64_t fail_op(netpipe_t *np, int64_t rc)
@@ -224,19 +227,14 @@ API int64_t netpipe_read(netpipe_t *np, void *buf, int32_t len)
 	int64_t until = DEADLINE_UNSET;
 	enter(np);
 	for (;;) {
-		int inside = !np->no_wait;
-		if (inside)
-			wait_inside(np, &until);
+		bool waited = !np->no_wait && wait_inside(np, &until);
 		ssize_t r = pp_read(np->pipe, buf, (size_t)len);
 		if (r >= 0)
 			return leave(r);
 		if (r != -EAGAIN)
 			return leave(fail_op(np, r));
-		int rc;
-		if (inside && !np->no_wait)
-			rc = until >= 0 && ev_now_ms() >= until ? -ETIMEDOUT : 0;
-		else
-			rc = wait_once(np, &until, NP_IN);
+		int rc = !waited ? wait_once(np, &until, NP_IN)
+		         : until >= 0 && ev_now_ms() >= until ? -ETIMEDOUT : 0;
 		if (rc < 0)
 			return leave(fail_op(np, rc));
 	}
